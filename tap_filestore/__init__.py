@@ -1,0 +1,1 @@
+"""tap-filestore: a Singer tap for the file-storage API."""

@@ -1,0 +1,5 @@
+"""`python -m tap_filestore`."""
+
+from tap_filestore.tap import TapFileStore
+
+TapFileStore.cli()

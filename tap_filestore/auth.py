@@ -1,0 +1,160 @@
+"""OAuth2 client-credentials authentication for the file-storage API."""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+from http import HTTPStatus
+
+import requests
+from requests.hooks import default_hooks
+from singer_sdk.authenticators import OAuthAuthenticator
+from singer_sdk.exceptions import RetriableAPIError
+from singer_sdk.helpers._util import utc_now
+from typing_extensions import override
+
+from tap_filestore.errors import AuthenticationError
+
+#: Lifetime assumed when the token endpoint sends no `expires_in`.
+DEFAULT_TOKEN_LIFETIME_S = 3600
+#: A token is renewed this long before it expires, or 10% of its lifetime if shorter.
+TOKEN_REFRESH_MARGIN_S = 60
+TOKEN_REFRESH_MARGIN_RATIO = 0.1
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class ClientCredentialsAuthenticator(OAuthAuthenticator):
+    """One token per lifetime for the whole tap, renewed early or on a 401.
+
+    Fills the SDK's gaps: the token endpoint's transient failures become
+    `RetriableAPIError` (so the stream's retry policy covers them), a rejected
+    client becomes one clear `AuthenticationError`, and a request answered 401
+    is sent once more with a fresh token.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        token_url: str,
+        scope: str | None,
+        timeout: float,
+    ) -> None:
+        """Create the authenticator; no token is fetched until the first request."""
+        super().__init__(
+            client_id=client_id,
+            client_secret=client_secret,
+            auth_endpoint=token_url,
+            oauth_scopes=scope,
+            default_expiration=DEFAULT_TOKEN_LIFETIME_S,
+        )
+        # A plain session: retries belong to the stream's policy, not urllib3's.
+        self._session = requests.Session()
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self.tokens_fetched = 0
+
+    @property
+    @override
+    def oauth_request_body(self) -> dict:
+        body = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+        }
+        if self.oauth_scopes:
+            body["scope"] = self.oauth_scopes
+        return body
+
+    @override
+    def is_token_valid(self) -> bool:
+        if self.access_token is None or self.last_refreshed is None:
+            return False
+        lifetime = self.expires_in or DEFAULT_TOKEN_LIFETIME_S
+        margin = min(TOKEN_REFRESH_MARGIN_S, lifetime * TOKEN_REFRESH_MARGIN_RATIO)
+        age = (utc_now() - self.last_refreshed).total_seconds()
+        return age < lifetime - margin
+
+    @override
+    def update_access_token(self) -> None:
+        self.logger.info("Requesting a new access token from %s", self.auth_endpoint)
+        requested_at = utc_now()
+        response = self._session.post(
+            self.auth_endpoint,
+            data=self.oauth_request_payload,
+            headers=self._oauth_headers,
+            timeout=self._timeout,
+        )
+        status = response.status_code
+        if status in RETRYABLE_STATUSES:
+            msg = f"token endpoint {self.auth_endpoint} answered {status}"
+            raise RetriableAPIError(msg, response)
+        if status >= HTTPStatus.BAD_REQUEST:
+            msg = (
+                f"The token endpoint {self.auth_endpoint} refused the client: "
+                f"{status} {_oauth_error(response)}. "
+                "Check client_id, client_secret, scope and token_url."
+            )
+            raise AuthenticationError(msg)
+        try:
+            answer = response.json()
+            self.access_token = str(answer["access_token"])
+            expires_in = answer.get("expires_in")
+            self.expires_in = int(expires_in) if expires_in else None
+        except (ValueError, KeyError, TypeError) as exc:
+            msg = (
+                f"The token endpoint {self.auth_endpoint} answered {status} without "
+                "a JSON access_token. Check token_url."
+            )
+            raise AuthenticationError(msg) from exc
+        self.last_refreshed = requested_at
+        self.tokens_fetched += 1
+
+    @override
+    def authenticate_request(
+        self, request: requests.PreparedRequest
+    ) -> requests.PreparedRequest:
+        self._set_bearer(request)
+        if self._resend_on_401 not in request.hooks["response"]:
+            request.register_hook("response", self._resend_on_401)
+        return request
+
+    def _set_bearer(self, request: requests.PreparedRequest) -> None:
+        with self._lock:
+            if not self.is_token_valid():
+                self.update_access_token()
+            request.headers["Authorization"] = f"Bearer {self.access_token}"
+
+    def _resend_on_401(
+        self, response: requests.Response, **send_kwargs: t.Any
+    ) -> requests.Response:
+        """Send a request answered 401 once more, with a fresh token.
+
+        The SDK treats a 401 as fatal; a token revoked or expired early is not.
+        """
+        if response.status_code != HTTPStatus.UNAUTHORIZED:
+            return response
+        with self._lock:
+            if response.request.headers.get("Authorization") == (
+                f"Bearer {self.access_token}"
+            ):
+                self.access_token = None
+        self.logger.info("The API answered 401: fetching a new token and retrying")
+        response.close()
+        retry = response.request.copy()
+        retry.hooks = default_hooks()
+        self._set_bearer(retry)
+        answer = response.connection.send(retry, **send_kwargs)
+        answer.history.append(response)
+        answer.request = retry
+        return answer
+
+
+def _oauth_error(response: requests.Response) -> str:
+    """Return the OAuth `error` code of an answer, never its whole body."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    return str(error) if error else response.reason

@@ -1,0 +1,235 @@
+"""The base stream: authentication, paging, retries and answer checks for every stream."""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+import typing as t
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+
+import backoff
+import requests
+from singer_sdk.exceptions import RetriableAPIError
+from singer_sdk.streams import RESTStream
+from typing_extensions import override
+
+from tap_filestore.auth import RETRYABLE_STATUSES, ClientCredentialsAuthenticator
+from tap_filestore.errors import (
+    APIRequestError,
+    AuthenticationError,
+    RetriesExhaustedError,
+)
+from tap_filestore.page import decode_page
+from tap_filestore.pagination import FilesPaginator
+from tap_filestore.progress import SyncProgress
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Generator, Iterable
+
+    from backoff.types import Details
+    from singer_sdk.helpers.types import Context
+
+#: A `Retry-After` longer than this is treated as this, with a warning.
+MAX_RETRY_AFTER_S = 600.0
+RETRYABLE_EXCEPTIONS = (
+    ConnectionResetError,
+    RetriableAPIError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+
+
+class FileStoreStream(RESTStream[int]):
+    """A stream of the file-storage API: OAuth2, offset pages, contract retries."""
+
+    @property
+    @override
+    def url_base(self) -> str:
+        return str(self.config["base_url"]).rstrip("/")
+
+    @property
+    @override
+    def authenticator(self) -> ClientCredentialsAuthenticator:
+        return self._tap.authenticator  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    @override
+    def timeout(self) -> float:  # type: ignore[override]
+        return float(self.config["request_timeout"])
+
+    @property
+    def page_size(self) -> int:
+        """Files asked for per page (`limit`)."""
+        return int(self.config["page_size"])
+
+    @functools.cached_property
+    def progress(self) -> SyncProgress:
+        """Counters of this sync, logged as progress and summary lines."""
+        return SyncProgress(self.logger, self.name)
+
+    @override
+    def build_prepared_request(
+        self, *args: t.Any, **kwargs: t.Any
+    ) -> requests.PreparedRequest:
+        # Unlike the SDK, leave authentication to `_request`: it runs inside the
+        # retry loop, so a failing token endpoint is retried like any request.
+        request = requests.Request(*args, **kwargs)
+        request.headers.setdefault("User-Agent", self.user_agent)
+        return self.requests_session.prepare_request(request)
+
+    @override
+    def get_new_paginator(self) -> FilesPaginator:
+        return FilesPaginator(self.page_size)
+
+    @override
+    def get_url_params(
+        self, context: Context | None, next_page_token: int | None
+    ) -> dict[str, t.Any]:
+        return {"offset": next_page_token or 0, "limit": self.page_size}
+
+    @override
+    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+        page = decode_page(response)
+        self.progress.page_received(len(page.files), page.total)
+        return page.files
+
+    @override
+    def validate_response(self, response: requests.Response) -> None:
+        status = response.status_code
+        if status < HTTPStatus.BAD_REQUEST:
+            return
+        if status in RETRYABLE_STATUSES:
+            raise RetriableAPIError(f"{status} {response.reason}", response)
+        where = f"{response.request.method} {_path(response)}"
+        if status == HTTPStatus.UNAUTHORIZED:
+            msg = (
+                f"{where} was refused (401) even with a freshly issued token: "
+                "the client is not allowed to read files. Check its grants and scope."
+            )
+            raise AuthenticationError(msg)
+        msg = f"{where} failed: {status} {response.reason}: {_api_error_text(response)}"
+        raise APIRequestError(msg)
+
+    @override
+    def request_decorator(self, func: Callable) -> Callable:
+        def attempt(*args: t.Any, **kwargs: t.Any) -> requests.Response:
+            self.progress.requests += 1
+            return func(*args, **kwargs)
+
+        with_retries = backoff.on_exception(
+            self.backoff_wait_generator,
+            RETRYABLE_EXCEPTIONS,
+            max_tries=self.backoff_max_tries,
+            on_backoff=self.backoff_handler,
+            jitter=None,
+            logger=None,
+        )(attempt)
+
+        @functools.wraps(func)
+        def request(
+            prepared_request: requests.PreparedRequest, context: Context | None
+        ) -> requests.Response:
+            try:
+                return with_retries(prepared_request, context)
+            except RETRYABLE_EXCEPTIONS as exc:
+                attempts = self.backoff_max_tries()
+                msg = (
+                    f"{prepared_request.method} {prepared_request.path_url} failed "
+                    f"after {attempts} attempts: {_describe(exc)}. The API is "
+                    "unreachable or overloaded: check base_url and try again later, "
+                    "or raise max_retries."
+                )
+                raise RetriesExhaustedError(msg) from None
+
+        return request
+
+    @override
+    def backoff_max_tries(self) -> int:
+        # The SDK counts tries; the contract counts retries after the first try.
+        return int(self.config["max_retries"]) + 1
+
+    @override
+    def backoff_wait_generator(self) -> Generator[float, t.Any, None]:  # type: ignore[override]
+        factor = float(self.config["backoff_factor"])
+        exception = yield 0.0
+        retry = 0
+        while True:
+            retry += 1
+            wait = factor**retry
+            hint = self._retry_after(exception)
+            exception = yield max(wait, hint or 0.0)
+
+    @override
+    def backoff_handler(self, details: Details) -> None:
+        self.progress.retries += 1
+        self.logger.info(
+            "Retry %d of %d in %.1f s after %s",
+            details["tries"],
+            self.backoff_max_tries() - 1,
+            details["wait"],
+            _describe(details["exception"]),  # type: ignore[typeddict-item]
+        )
+
+    def _retry_after(self, exception: BaseException | None) -> float | None:
+        """Return the wait a `Retry-After` header asks for, if a usable one."""
+        response = getattr(exception, "response", None)
+        value = None if response is None else response.headers.get("Retry-After")
+        if not value:
+            return None
+        seconds = _parse_retry_after(value.strip())
+        if seconds is None or seconds <= 0:
+            return None
+        if seconds > MAX_RETRY_AFTER_S:
+            self.logger.warning(
+                "Retry-After asks for %.0f s; waiting %.0f s instead",
+                seconds,
+                MAX_RETRY_AFTER_S,
+            )
+            return MAX_RETRY_AFTER_S
+        return seconds
+
+
+def _parse_retry_after(value: str) -> float | None:
+    """Read `Retry-After` as delta-seconds or an HTTP date; None if neither."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
+
+
+def _path(response: requests.Response) -> str:
+    return response.request.path_url if response.request else response.url
+
+
+def _api_error_text(response: requests.Response) -> str:
+    """Return what the API said about an error, short and on one line."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    if isinstance(body, dict):
+        body = body.get("message") or body.get("error_description") or body.get("error")
+    return " ".join(str(body or response.reason).split())[:300]
+
+
+def _describe(exc: BaseException) -> str:
+    """Say in a few words why a request failed."""
+    if isinstance(exc, RetriableAPIError) and exc.response is not None:
+        response = exc.response
+        return f"{response.status_code} {response.reason} from {_path(response)}"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "no answer within request_timeout"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = _OS_ERROR.search(str(exc))
+        return f"connection failed ({reason.group(1) if reason else type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}"
+

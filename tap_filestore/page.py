@@ -1,0 +1,57 @@
+"""One `/v1/files` answer, decoded once and checked against the contract."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from tap_filestore.errors import MalformedPageError
+
+
+@dataclass(frozen=True)
+class Page:
+    """The decoded body of a page: its files and the optional `total`."""
+
+    offset: int
+    files: list[dict]
+    total: int | None
+
+
+def page_offset(response: requests.Response) -> int:
+    """Return the `offset` the request for this answer asked for."""
+    query = parse_qs(urlsplit(response.request.url or "").query)
+    return int(query.get("offset", ["0"])[0])
+
+
+def decode_page(response: requests.Response) -> Page:
+    """Decode and check a page, once per response (the paginator reads it too).
+
+    Raises:
+        MalformedPageError: If the body is not JSON, has no `files` list, or a
+            file has no `file_id`.
+    """
+    cached = getattr(response, "_filestore_page", None)
+    if cached is not None:
+        return cached
+    offset = page_offset(response)
+    where = f"The page at offset {offset} of {urlsplit(response.url).path}"
+    try:
+        body = json.loads(response.content)
+    except ValueError as exc:
+        msg = f"{where} is not JSON ({exc}). The API or a proxy sent an error page."
+        raise MalformedPageError(msg) from exc
+    files = body.get("files") if isinstance(body, dict) else None
+    if not isinstance(files, list):
+        msg = f"{where} has no `files` list. Check base_url points at the files API."
+        raise MalformedPageError(msg)
+    for position, record in enumerate(files):
+        if not isinstance(record, dict) or record.get("file_id") in (None, ""):
+            msg = f"{where} has a file without `file_id` (item {position})."
+            raise MalformedPageError(msg)
+    total = body.get("total")
+    page = Page(offset, files, total if isinstance(total, int) else None)
+    response._filestore_page = page  # type: ignore[attr-defined]  # noqa: SLF001
+    return page

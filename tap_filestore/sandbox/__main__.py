@@ -1,0 +1,53 @@
+"""`filestore-sandbox`: serve the sandbox API until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from tap_filestore.sandbox.server import Sandbox
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the sandbox, print where it listens and how to log in, and serve."""
+    parser = argparse.ArgumentParser(
+        prog="filestore-sandbox", description="Serve the file-storage sandbox API."
+    )
+    parser.add_argument("--files", type=int, default=1000, help="files to serve")
+    parser.add_argument("--seed", type=int, default=42, help="dataset seed")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--token-ttl", type=int, default=3600, help="token lifetime (s)")
+    parser.add_argument("--no-total", action="store_true", help="omit `total` in pages")
+    parser.add_argument(
+        "--write-config", type=Path, help="also write a tap config file here"
+    )
+    args = parser.parse_args(argv)
+
+    sandbox = Sandbox(
+        args.files,
+        seed=args.seed,
+        port=args.port,
+        token_ttl=args.token_ttl,
+        include_total=not args.no_total,
+    )
+    config = sandbox.config()
+    if args.write_config:
+        args.write_config.write_text(json.dumps(config, indent=2) + "\n")
+    print(
+        f"filestore-sandbox serving {args.files} files at {sandbox.base_url}\n"
+        f"  client_id={sandbox.client_id} client_secret={sandbox.client_secret}",
+        flush=True,
+    )
+    sandbox.start()
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        sandbox.stop()
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+"""A real threaded HTTP server that speaks the file-storage API of the contract."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from tap_filestore.sandbox.dataset import EPOCH, Dataset
+
+CLIENT_ID = "sandbox-client"
+CLIENT_SECRET = "sandbox-secret-5f3c9e1d7a"  # noqa: S105
+DEFAULT_TOKEN_TTL_S = 3600
+MAX_PAGE_SIZE = 1000
+MALFORMED_BODIES = {
+    "not_json": b"<html>upstream proxy error</html>",
+    "no_files": b'{"items": [], "total": 0}',
+    "files_not_list": b'{"files": {"file_id": "x"}, "total": 1}',
+    "no_file_id": b'{"files": [{"file_name": "orphan.txt"}], "total": 1}',
+    "truncated_json": b'{"files": [{"file_id": "fil_',
+}
+
+
+@dataclass
+class Fault:
+    """A misbehaviour the sandbox applies to the next matching requests.
+
+    kind is one of: `status` (answer `status`, with `retry_after` if set),
+    `reset` (drop the connection without an answer), `truncate` (promise more
+    bytes than sent, then close), `slow` (wait `delay` seconds first),
+    `malformed` (answer 200 with `MALFORMED_BODIES[body]`), `revoke` (revoke
+    every token, then answer as usual: 401 for a files request).
+    """
+
+    kind: str
+    endpoint: str = "files"
+    times: int = 1
+    status: int = 503
+    retry_after: str | None = None
+    delay: float = 0.0
+    body: str = "not_json"
+    skip: int = 0
+
+
+@dataclass
+class LoggedRequest:
+    """One request the sandbox answered."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    status: int
+    at: float = field(default_factory=time.monotonic)
+
+
+class Sandbox:
+    """The API's state: dataset, tokens, faults, switches and a request log."""
+
+    def __init__(  # noqa: PLR0913
+        self,
+        files: int = 1000,
+        *,
+        seed: int = 42,
+        include_total: bool = True,
+        token_ttl: int | None = DEFAULT_TOKEN_TTL_S,
+        modified_since_param: str = "modified_since",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        """Create a sandbox; `start()` begins serving."""
+        self.dataset = Dataset(files, seed=seed)
+        self.include_total = include_total
+        self.total_override: int | None = None
+        self.ignore_offset = False
+        self.token_ttl = token_ttl
+        self.modified_since_param = modified_since_param
+        self.client_id = CLIENT_ID
+        self.client_secret = CLIENT_SECRET
+        self.faults: list[Fault] = []
+        self.requests: list[LoggedRequest] = []
+        self.issued_tokens: list[str] = []
+        self._tokens: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server.daemon_threads = True
+        self._server.sandbox = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Return the root URL clients use."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def config(self, **overrides: object) -> dict:
+        """Return a tap config that points at this sandbox."""
+        return {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "base_url": self.base_url,
+            **overrides,
+        }
+
+    def start(self) -> Sandbox:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="filestore-sandbox", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Sandbox:
+        """Start on entering a `with` block."""
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        """Stop on leaving a `with` block."""
+        self.stop()
+
+    def inject(self, kind: str, **options: object) -> Fault:
+        """Queue a fault (see `Fault`) and return it."""
+        fault = Fault(kind, **options)  # type: ignore[arg-type]
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every issued token, as a provider does on key rotation."""
+        with self._lock:
+            self._tokens.clear()
+
+    def page_requests(self) -> list[LoggedRequest]:
+        """Return the logged `/v1/files` requests."""
+        return [r for r in self.requests if r.path == "/v1/files"]
+
+    def token_requests(self) -> list[LoggedRequest]:
+        """Return the logged token requests."""
+        return [r for r in self.requests if r.path == "/oauth/token"]
+
+    def take_fault(self, endpoint: str) -> Fault | None:
+        """Return the fault to apply to this request, if any, and use it up."""
+        with self._lock:
+            for fault in self.faults:
+                if fault.endpoint != endpoint:
+                    continue
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    def issue_token(self) -> tuple[str, int | None]:
+        """Create an access token and return it with its lifetime."""
+        token = secrets.token_urlsafe(24)
+        ttl = self.token_ttl
+        with self._lock:
+            self._tokens[token] = time.monotonic() + (ttl if ttl else 10**9)
+            self.issued_tokens.append(token)
+        return token, ttl
+
+    def token_is_valid(self, token: str) -> bool:
+        """Return whether `token` was issued, not revoked and not expired."""
+        expiry = self._tokens.get(token)
+        return expiry is not None and time.monotonic() < expiry
+
+    def page(self, offset: int, limit: int, since_us: int | None) -> bytes:
+        """Return the body of one page of files."""
+        if self.ignore_offset:
+            offset = 0
+        return _render_page(
+            self, self.dataset.version, offset, limit, since_us, self.include_total,
+            self.total_override,
+        )
+
+    def listing(self, since_us: int | None) -> list[int] | range:
+        """Return the indexes a listing returns, filtered by `modified_since`."""
+        return _listing(self, self.dataset.version, since_us)
+
+
+@lru_cache(maxsize=8)
+def _listing(sandbox: Sandbox, _version: int, since_us: int | None) -> list[int] | range:
+    indexes = sandbox.dataset.live_indexes()
+    if since_us is None:
+        return indexes
+    files = sandbox.dataset
+    return [
+        i
+        for i in indexes
+        if (modified := files.file(i).modified_us) is None or modified >= since_us
+    ]
+
+
+@lru_cache(maxsize=4096)
+def _render_page(  # noqa: PLR0913
+    sandbox: Sandbox,
+    _version: int,
+    offset: int,
+    limit: int,
+    since_us: int | None,
+    include_total: bool,  # noqa: FBT001
+    total_override: int | None,
+) -> bytes:
+    listing = sandbox.listing(since_us)
+    files = [sandbox.dataset.file(i).to_api() for i in listing[offset : offset + limit]]
+    body: dict = {"files": files}
+    if include_total:
+        body["total"] = len(listing) if total_override is None else total_override
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def _parse_since(value: str) -> int:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - EPOCH) // _MICROSECOND
+
+
+_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc) - EPOCH
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "filestore-sandbox/1"
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self.server.sandbox  # type: ignore[attr-defined]
+
+    def log_message(self, *_: object) -> None:  # quiet: the request log says it all
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        path = urlsplit(self.path).path
+        length = int(self.headers.get("Content-Length") or 0)
+        form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        if path != "/oauth/token":
+            self._json(404, {"error": "not_found"}, path, {})
+            return
+        if (fault := self.sandbox.take_fault("token")) and self._apply(fault, path):
+            return
+        if form.get("grant_type") != "client_credentials":
+            self._json(400, {"error": "unsupported_grant_type"}, path, {})
+            return
+        if (
+            form.get("client_id") != self.sandbox.client_id
+            or form.get("client_secret") != self.sandbox.client_secret
+        ):
+            self._json(401, {"error": "invalid_client"}, path, {})
+            return
+        token, ttl = self.sandbox.issue_token()
+        answer: dict = {"access_token": token, "token_type": "Bearer"}
+        if ttl:
+            answer["expires_in"] = ttl
+        self._json(200, answer, path, {})
+
+    def do_GET(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        params = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path != "/v1/files":
+            self._json(404, {"error": "not_found"}, url.path, params)
+            return
+        if (fault := self.sandbox.take_fault("files")) and self._apply(
+            fault, url.path, params
+        ):
+            return
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not self.sandbox.token_is_valid(auth[7:]):
+            self._json(401, {"error": "invalid_token"}, url.path, params)
+            return
+        try:
+            offset = int(params.get("offset", 0))
+            limit = int(params.get("limit", 100))
+            since = params.get(self.sandbox.modified_since_param)
+            since_us = _parse_since(since) if since else None
+        except ValueError as exc:
+            self._json(400, {"error": "invalid_request", "message": str(exc)}, url.path, params)
+            return
+        if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
+            message = f"offset must be >= 0 and limit 1..{MAX_PAGE_SIZE}"
+            self._json(400, {"error": "invalid_request", "message": message}, url.path, params)
+            return
+        self._send(200, self.sandbox.page(offset, limit, since_us), url.path, params)
+
+    def _apply(self, fault: Fault, path: str, params: dict | None = None) -> bool:
+        """Apply `fault`; return True when it answered the request itself."""
+        params = params or {}
+        if fault.kind == "slow":
+            time.sleep(fault.delay)
+            return False
+        if fault.kind == "revoke":
+            self.sandbox.revoke_tokens()
+            return False
+        if fault.kind == "status":
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            error = {"error": "sandbox_fault", "message": f"injected {fault.status}"}
+            self._json(fault.status, error, path, params, headers)
+            return True
+        if fault.kind == "malformed":
+            self._send(200, MALFORMED_BODIES[fault.body], path, params)
+            return True
+        if fault.kind == "reset":
+            self._log(path, params, 0)
+            # SO_LINGER 0 makes close() send a TCP reset, as a crashed proxy does.
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            self.close_connection = True
+            return True
+        if fault.kind == "truncate":
+            self._log(path, params, 200)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b'{"files": [')
+            self.close_connection = True
+            return True
+        msg = f"unknown fault kind {fault.kind!r}"
+        raise ValueError(msg)
+
+    def _json(  # noqa: PLR0913
+        self,
+        status: int,
+        body: dict,
+        path: str,
+        params: dict,
+        headers: dict | None = None,
+    ) -> None:
+        self._send(status, json.dumps(body).encode(), path, params, headers)
+
+    def _send(  # noqa: PLR0913
+        self,
+        status: int,
+        body: bytes,
+        path: str,
+        params: dict,
+        headers: dict | None = None,
+    ) -> None:
+        self._log(path, params, status)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _log(self, path: str, params: dict, status: int) -> None:
+        self.sandbox.requests.append(LoggedRequest(self.command, path, params, status))

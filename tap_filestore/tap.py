@@ -1,0 +1,196 @@
+"""tap-filestore: the Singer tap for the file-storage API."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import typing as t
+from functools import cached_property
+from urllib.parse import urlsplit
+
+import click
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+from typing_extensions import override
+
+from tap_filestore.auth import ClientCredentialsAuthenticator
+from tap_filestore.errors import FileStoreError
+from tap_filestore.streams import FilesStream
+from tap_filestore.timestamps import parse_instant
+
+if t.TYPE_CHECKING:
+    from types import TracebackType
+
+    from singer_sdk.streams import Stream
+
+DEFAULT_BASE_URL = "https://api.example.com"
+#: Measured with benchmarks/: see the README's Performance section.
+DEFAULT_MAX_CONCURRENT_REQUESTS = 4
+
+
+class InvalidConfigError(FileStoreError):
+    """The config is missing a key, has an unknown one, or a bad value."""
+
+
+class TapFileStore(Tap):
+    """Extracts the `files` collection of the file-storage API."""
+
+    name = "tap-filestore"
+    package_name = "tap-filestore"
+    capabilities: t.ClassVar = [
+        TapCapabilities.CATALOG,
+        TapCapabilities.STATE,
+        TapCapabilities.DISCOVER,
+        TapCapabilities.ACTIVATE_VERSION,
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+    ]
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "client_id", th.StringType(min_length=1), required=True,
+            description="OAuth2 client id.",
+        ),
+        th.Property(
+            "client_secret", th.StringType(min_length=1), required=True, secret=True,
+            description="OAuth2 client secret; never logged.",
+        ),
+        th.Property(
+            "base_url", th.URIType, default=DEFAULT_BASE_URL,
+            description="API root, e.g. https://api.example.com.",
+        ),
+        th.Property(
+            "token_url", th.URIType,
+            description="OAuth2 token endpoint. Default: {base_url}/oauth/token.",
+        ),
+        th.Property("scope", th.StringType, description="Optional OAuth2 scope."),
+        th.Property(
+            "start_date", th.DateTimeType,
+            description="Earliest modified_at to extract on a first run (ISO 8601).",
+        ),
+        th.Property(
+            "page_size", th.IntegerType(minimum=1, maximum=1000), default=100,
+            description="Files per page: the `limit` sent with each page request.",
+        ),
+        th.Property(
+            "max_retries", th.IntegerType(minimum=0), default=3,
+            description="Retries of one request after a retryable failure.",
+        ),
+        th.Property(
+            "backoff_factor", th.NumberType(exclusive_minimum=0), default=2,
+            description="Retry n waits backoff_factor ** n seconds, or Retry-After.",
+        ),
+        th.Property(
+            "request_timeout", th.NumberType(exclusive_minimum=0), default=60,
+            description="Seconds before one HTTP request is abandoned and retried.",
+        ),
+        th.Property(
+            "max_concurrent_requests", th.IntegerType(minimum=1, maximum=16),
+            default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+            description="Page requests in flight at once when `total` is known; "
+            "records are still emitted in order.",
+        ),
+        th.Property(
+            "lookback_window", th.IntegerType(minimum=0), default=0,
+            description="Seconds before the bookmark an incremental run starts from, "
+            "to catch late or shifted changes.",
+        ),
+        th.Property(
+            "modified_since_param", th.StringType(min_length=1),
+            description="Query parameter by which the API filters on modified_at; "
+            "unset: the tap filters itself.",
+        ),
+        additional_properties=False,
+    ).to_dict()
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        """Create the tap; a bad config raises one `InvalidConfigError`."""
+        try:
+            super().__init__(*args, **kwargs)
+        except ConfigValidationError as exc:
+            raise InvalidConfigError(_config_problem(exc.errors)) from None
+        if kwargs.get("validate_config", True):
+            self._check_values()
+
+    @override
+    def discover_streams(self) -> list[Stream]:
+        return [FilesStream(self)]
+
+    @cached_property
+    def authenticator(self) -> ClientCredentialsAuthenticator:
+        """The one authenticator every stream and request of this tap shares."""
+        base_url = str(self.config.get("base_url", DEFAULT_BASE_URL)).rstrip("/")
+        return ClientCredentialsAuthenticator(
+            client_id=self.config["client_id"],
+            client_secret=self.config["client_secret"],
+            token_url=self.config.get("token_url") or f"{base_url}/oauth/token",
+            scope=self.config.get("scope"),
+            timeout=float(self.config["request_timeout"]),
+        )
+
+    @classmethod
+    @override
+    def get_singer_command(cls) -> click.Command:
+        command = super().get_singer_command()
+        command.excepthook = _report_error  # type: ignore[attr-defined]
+        return command
+
+    @classmethod
+    @override
+    def cb_config(
+        cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]
+    ) -> t.Any:
+        try:
+            return super().cb_config(ctx, param, value)
+        except (OSError, TypeError, ValueError) as exc:
+            msg = f"cannot read the config ({exc}); pass a JSON object file or ENV"
+            raise click.BadParameter(msg) from None
+
+    def _check_values(self) -> None:
+        """Check what JSON Schema alone does not: URLs and date-times."""
+        problems = [
+            f"{key}: {self.config[key]!r} is not an http(s) URL"
+            for key in ("base_url", "token_url")
+            if self.config.get(key) and not _is_http_url(str(self.config[key]))
+        ]
+        if start_date := self.config.get("start_date"):
+            try:
+                parse_instant(str(start_date))
+            except ValueError:
+                problems.append(f"start_date: {start_date!r} is not an ISO 8601 date-time")
+        if problems:
+            raise InvalidConfigError(_config_problem(problems))
+
+
+def _is_http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
+def _config_problem(errors: list[str]) -> str:
+    return (
+        f"Invalid config: {'; '.join(errors)}. "
+        "See `tap-filestore --about` for the settings."
+    )
+
+
+def _report_error(
+    exc_type: type[BaseException],
+    exc: BaseException,
+    traceback: TracebackType | None,
+) -> None:
+    """Log a known failure as its one-line message; anything else with a traceback."""
+    logger = logging.getLogger(TapFileStore.name)
+    if isinstance(exc, FileStoreError):
+        logger.error("%s", exc)
+        logger.debug("Traceback", exc_info=(exc_type, exc, traceback))
+    elif isinstance(exc, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, traceback)
+    else:
+        logger.error(
+            "Unexpected %s: %s", exc_type.__name__, exc,
+            exc_info=(exc_type, exc, traceback),
+        )

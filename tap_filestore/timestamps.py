@@ -1,0 +1,42 @@
+"""Date-times as the API sends them, normalized to one comparable form."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pendulum
+
+
+def parse_instant(value: str) -> datetime:
+    """Parse any ISO 8601 date-time; one without an offset is taken as UTC.
+
+    Raises:
+        ValueError: If `value` is not an ISO 8601 date-time.
+    """
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        # Python 3.10 rejects "Z", and neither version reads every ISO form.
+        parsed = pendulum.parse(value, strict=False)
+        if not isinstance(parsed, datetime):
+            msg = f"not a date-time: {value!r}"
+            raise ValueError(msg) from None
+        moment = parsed
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def format_instant(moment: datetime) -> str:
+    """Format an aware datetime in the one form the tap emits and bookmarks.
+
+    Fixed width, UTC and microseconds, so comparing two strings compares instants.
+    """
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def normalize(value: str | None) -> str | None:
+    """Return `value` as an emitted date-time; None stays None."""
+    if value is None:
+        return None
+    return format_instant(parse_instant(value))
