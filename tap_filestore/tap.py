@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import typing as t
@@ -72,29 +73,29 @@ class TapFileStore(Tap):
             description="Earliest modified_at to extract on a first run (ISO 8601).",
         ),
         th.Property(
-            "page_size", th.IntegerType(minimum=1, maximum=1000), default=100,
+            "page_size", th.IntegerType(minimum=1, maximum=1000), nullable=False, default=100,
             description="Files per page: the `limit` sent with each page request.",
         ),
         th.Property(
-            "max_retries", th.IntegerType(minimum=0), default=3,
+            "max_retries", th.IntegerType(minimum=0), nullable=False, default=3,
             description="Retries of one request after a retryable failure.",
         ),
         th.Property(
-            "backoff_factor", th.NumberType(exclusive_minimum=0), default=2,
+            "backoff_factor", th.NumberType(exclusive_minimum=0), nullable=False, default=2,
             description="Retry n waits backoff_factor ** n seconds, or Retry-After.",
         ),
         th.Property(
-            "request_timeout", th.NumberType(exclusive_minimum=0), default=60,
+            "request_timeout", th.NumberType(exclusive_minimum=0), nullable=False, default=60,
             description="Seconds before one HTTP request is abandoned and retried.",
         ),
         th.Property(
             "max_concurrent_requests", th.IntegerType(minimum=1, maximum=16),
-            default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+            nullable=False, default=DEFAULT_MAX_CONCURRENT_REQUESTS,
             description="Page requests in flight at once when `total` is known; "
             "records are still emitted in order.",
         ),
         th.Property(
-            "lookback_window", th.IntegerType(minimum=0), default=0,
+            "lookback_window", th.IntegerType(minimum=0), nullable=False, default=0,
             description="Seconds before the bookmark an incremental run starts from, "
             "to catch late or shifted changes.",
         ),
@@ -108,6 +109,8 @@ class TapFileStore(Tap):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         """Create the tap; a bad config raises one `InvalidConfigError`."""
+        if isinstance(kwargs.get("catalog"), dict):
+            kwargs["catalog"] = _honour_replication_method(kwargs["catalog"])
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as exc:
@@ -163,6 +166,23 @@ class TapFileStore(Tap):
                 problems.append(f"start_date: {start_date!r} is not an ISO 8601 date-time")
         if problems:
             raise InvalidConfigError(_config_problem(problems))
+
+
+def _honour_replication_method(catalog: dict) -> dict:
+    """Let stream metadata choose the replication method, as Meltano's `metadata:` does.
+
+    The SDK prefers the entry's `replication_method` (which its own discovery
+    fills in) and never reads the Singer `replication-method` metadata, so
+    `replication-method: FULL_TABLE` would be ignored.
+    """
+    catalog = copy.deepcopy(catalog)
+    for entry in catalog.get("streams", []):
+        for item in entry.get("metadata", []):
+            meta = item.get("metadata", {})
+            chosen = meta.get("replication-method") or meta.get("forced-replication-method")
+            if not item.get("breadcrumb") and chosen:
+                entry["replication_method"] = chosen
+    return catalog
 
 
 def _is_http_url(value: str) -> bool:

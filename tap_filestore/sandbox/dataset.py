@@ -133,6 +133,7 @@ class Dataset:
         created = self._start_us + index * self._step_us + h % self._step_us
         modified = created + (h >> 20) % MAX_EDIT_DELAY_US
         form = (h >> 12) % FORMS
+        omit_modified = h % 211 == 0
         return FileVersion(
             file_id=f"fil_{h:016x}",
             file_name=None
@@ -140,9 +141,11 @@ class Dataset:
             else f"{NAME_STEMS[h % len(NAME_STEMS)]} {index}"
             f"{EXTENSIONS[(h >> 4) % len(EXTENSIONS)]}",
             created_us=None if h % 101 == 0 else quantize(created, form),
-            modified_us=None if h % 97 == 0 else quantize(modified, _next(form)),
+            modified_us=None
+            if h % 97 == 0 or omit_modified
+            else quantize(modified, _next(form)),
             form=form,
-            omit_modified=h % 211 == 0,
+            omit_modified=omit_modified,
         )
 
     def file(self, index: int) -> FileVersion:

@@ -6,6 +6,7 @@ import json
 import secrets
 import socket
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -89,8 +90,7 @@ class Sandbox:
         self.issued_tokens: list[str] = []
         self._tokens: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _Handler)
         self._server.sandbox = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
 
@@ -234,6 +234,15 @@ def _parse_since(value: str) -> int:
 _MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc) - EPOCH
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that gave up (timeout, kill) is business as usual here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -250,25 +259,28 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         length = int(self.headers.get("Content-Length") or 0)
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        logged = {k: v for k, v in form.items() if k != "client_secret"}
         if path != "/oauth/token":
-            self._json(404, {"error": "not_found"}, path, {})
+            self._json(404, {"error": "not_found"}, path, logged)
             return
-        if (fault := self.sandbox.take_fault("token")) and self._apply(fault, path):
+        if (fault := self.sandbox.take_fault("token")) and self._apply(
+            fault, path, logged
+        ):
             return
         if form.get("grant_type") != "client_credentials":
-            self._json(400, {"error": "unsupported_grant_type"}, path, {})
+            self._json(400, {"error": "unsupported_grant_type"}, path, logged)
             return
         if (
             form.get("client_id") != self.sandbox.client_id
             or form.get("client_secret") != self.sandbox.client_secret
         ):
-            self._json(401, {"error": "invalid_client"}, path, {})
+            self._json(401, {"error": "invalid_client"}, path, logged)
             return
         token, ttl = self.sandbox.issue_token()
         answer: dict = {"access_token": token, "token_type": "Bearer"}
         if ttl:
             answer["expires_in"] = ttl
-        self._json(200, answer, path, {})
+        self._json(200, answer, path, logged)
 
     def do_GET(self) -> None:  # noqa: N802
         url = urlsplit(self.path)

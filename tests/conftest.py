@@ -1,0 +1,122 @@
+"""Fixtures: a real sandbox API per test, and ways to run the tap against it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import backoff._sync
+import pytest
+
+from tap_filestore.sandbox import Sandbox
+from tap_filestore.sandbox.dataset import to_datetime
+from tap_filestore.tap import TapFileStore
+from tap_filestore.timestamps import format_instant
+
+FAST_RETRIES = {"backoff_factor": 0.01, "request_timeout": 5}
+
+
+@dataclass
+class SyncResult:
+    """The Singer messages of one sync."""
+
+    messages: list[dict]
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    @property
+    def records(self) -> list[dict]:
+        return [m["record"] for m in self.of_type("RECORD")]
+
+    @property
+    def ids(self) -> list[str]:
+        return [r["file_id"] for r in self.records]
+
+    @property
+    def state(self) -> dict:
+        return self.of_type("STATE")[-1]["value"]
+
+    @property
+    def bookmark(self) -> str | None:
+        return self.state["bookmarks"]["files"].get("replication_key_value")
+
+
+def sync(
+    config: dict, *, state: dict | None = None, catalog: dict | None = None
+) -> SyncResult:
+    """Run the tap in this process and return what it wrote to stdout."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        tap = TapFileStore(
+            config=config, state=state, catalog=catalog, parse_env_config=False
+        )
+        tap.sync_all()
+    return SyncResult([json.loads(line) for line in out.getvalue().splitlines()])
+
+
+def run_cli(
+    *args: str, config: dict | None = None, tmp_path: Path, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run `tap-filestore` as a user does, in a child process."""
+    argv = [sys.executable, "-m", "tap_filestore", *args]
+    if config is not None:
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(config))
+        argv += ["--config", str(path)]
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def expected_records(sandbox: Sandbox) -> dict[str, dict]:
+    """Compute, from the dataset's instants, the records the tap must emit."""
+
+    def instant(epoch_us: int | None) -> str | None:
+        return None if epoch_us is None else format_instant(to_datetime(epoch_us))
+
+    files = sandbox.dataset
+    return {
+        f.file_id: {
+            "file_id": f.file_id,
+            "file_name": f.file_name,
+            "created_at": instant(f.created_us),
+            "modified_at": instant(f.modified_us),
+        }
+        for f in (files.file(i) for i in files.live_indexes())
+    }
+
+
+@pytest.fixture
+def sandbox() -> Sandbox:
+    """A sandbox API with 250 files, stopped after the test."""
+    with Sandbox(250) as api:
+        yield api
+
+
+@pytest.fixture
+def config(sandbox: Sandbox) -> dict:
+    """A tap config for the sandbox, with quick retries."""
+    return sandbox.config(**FAST_RETRIES)
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the retry waits the tap asks for instead of sleeping them."""
+    asked: list[float] = []
+    clock = SimpleNamespace(sleep=asked.append, monotonic=time.monotonic)
+    monkeypatch.setattr(backoff._sync, "time", clock)
+    return asked
