@@ -73,29 +73,29 @@ class TapFileStore(Tap):
             description="Earliest modified_at to extract on a first run (ISO 8601).",
         ),
         th.Property(
-            "page_size", th.IntegerType(minimum=1, maximum=1000), nullable=False, default=100,
+            "page_size", th.IntegerType(minimum=1, maximum=1000), default=100,
             description="Files per page: the `limit` sent with each page request.",
         ),
         th.Property(
-            "max_retries", th.IntegerType(minimum=0), nullable=False, default=3,
+            "max_retries", th.IntegerType(minimum=0), default=3,
             description="Retries of one request after a retryable failure.",
         ),
         th.Property(
-            "backoff_factor", th.NumberType(exclusive_minimum=0), nullable=False, default=2,
+            "backoff_factor", th.NumberType(exclusive_minimum=0), default=2,
             description="Retry n waits backoff_factor ** n seconds, or Retry-After.",
         ),
         th.Property(
-            "request_timeout", th.NumberType(exclusive_minimum=0), nullable=False, default=60,
+            "request_timeout", th.NumberType(exclusive_minimum=0), default=60,
             description="Seconds before one HTTP request is abandoned and retried.",
         ),
         th.Property(
             "max_concurrent_requests", th.IntegerType(minimum=1, maximum=16),
-            nullable=False, default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+            default=DEFAULT_MAX_CONCURRENT_REQUESTS,
             description="Page requests in flight at once when `total` is known; "
             "records are still emitted in order.",
         ),
         th.Property(
-            "lookback_window", th.IntegerType(minimum=0), nullable=False, default=0,
+            "lookback_window", th.IntegerType(minimum=0), default=0,
             description="Seconds before the bookmark an incremental run starts from, "
             "to catch late or shifted changes.",
         ),
@@ -138,7 +138,9 @@ class TapFileStore(Tap):
     @override
     def get_singer_command(cls) -> click.Command:
         command = super().get_singer_command()
-        command.excepthook = _report_error  # type: ignore[attr-defined]
+        # --test and --discover run in click callbacks, before the SDK installs
+        # its hook: install ours now, and make the SDK install ours too.
+        sys.excepthook = command.excepthook = _report_error  # type: ignore[attr-defined]
         return command
 
     @classmethod
@@ -153,8 +155,13 @@ class TapFileStore(Tap):
             raise click.BadParameter(msg) from None
 
     def _check_values(self) -> None:
-        """Check what JSON Schema alone does not: URLs and date-times."""
+        """Check what the SDK's JSON Schema does not: nulls, URLs and date-times."""
         problems = [
+            f"{key}: null is not allowed; leave it out to get the default"
+            for key, value in self.config.items()
+            if value is None
+        ]
+        problems += [
             f"{key}: {self.config[key]!r} is not an http(s) URL"
             for key in ("base_url", "token_url")
             if self.config.get(key) and not _is_http_url(str(self.config[key]))
