@@ -55,12 +55,13 @@ class FilesStream(FileStoreStream):
         self._since = self._modified_since(context)
         fresh_start = self._bookmark(context) is None
         if fresh_start:
-            # Without a bookmark this sync carries every file: let the target
-            # retire the ones it has that the API no longer lists.
             self._stream_version = int(time.time() * 1000)
-            self._write_activate_version_message(self._stream_version)
         yield from super().get_records(context)
         if fresh_start:
+            # Without a bookmark this sync carried every file: let the target
+            # retire the rows of files the API no longer lists. Only at the end:
+            # sent first, it would retire every row before the sync had loaded
+            # any, and a sync that then failed would leave the table empty.
             self._write_activate_version_message(self._stream_version)
         self.logger.info("%s", self.progress.summary_line())
 

@@ -26,13 +26,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    sandbox = Sandbox(
-        args.files,
-        seed=args.seed,
-        port=args.port,
-        token_ttl=args.token_ttl,
-        include_total=not args.no_total,
-    )
+    try:
+        sandbox = Sandbox(
+            args.files,
+            seed=args.seed,
+            port=args.port,
+            token_ttl=args.token_ttl,
+            include_total=not args.no_total,
+        )
+    except OSError as exc:
+        sys.exit(f"filestore-sandbox: cannot listen on port {args.port} ({exc})")
     config = sandbox.config()
     if args.write_config:
         args.write_config.write_text(json.dumps(config, indent=2) + "\n")
