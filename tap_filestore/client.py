@@ -1,4 +1,4 @@
-"""The base stream: authentication, paging, retries and answer checks for every stream."""
+"""The base stream: authentication, paging, retries and answer checks."""
 
 from __future__ import annotations
 
@@ -230,6 +230,7 @@ def _describe(exc: BaseException) -> str:
         return "no answer within request_timeout"
     if isinstance(exc, requests.exceptions.ConnectionError):
         reason = _OS_ERROR.search(str(exc))
-        return f"connection failed ({reason.group(1) if reason else type(exc).__name__})"
+        return (
+            f"connection failed ({reason.group(1) if reason else type(exc).__name__})"
+        )
     return f"{type(exc).__name__}: {exc}"
-

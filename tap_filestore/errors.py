@@ -1,4 +1,4 @@
-"""The failures tap-filestore reports, one type per kind, each a message a user can act on."""
+"""The failures tap-filestore reports: one type per kind, messages a user can act on."""
 
 from __future__ import annotations
 

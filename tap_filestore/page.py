@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-import requests
-
 from tap_filestore.errors import MalformedPageError
+
+if TYPE_CHECKING:
+    import requests
 
 
 @dataclass(frozen=True)

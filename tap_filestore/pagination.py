@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import requests
 from singer_sdk.pagination import OffsetPaginator
 from typing_extensions import override
 
 from tap_filestore.errors import PaginationLoopError
 from tap_filestore.page import decode_page
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 

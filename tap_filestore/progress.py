@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import logging
 
 #: Seconds between two progress lines.
 PROGRESS_INTERVAL_S = 10.0

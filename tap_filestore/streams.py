@@ -21,7 +21,6 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 
-
 class _DropNullBookmarkWarnings(logging.Filter):
     """The SDK warns once per record with a null `modified_at`; those are expected."""
 

@@ -52,55 +52,76 @@ class TapFileStore(Tap):
 
     config_jsonschema = th.PropertiesList(
         th.Property(
-            "client_id", th.StringType(min_length=1), required=True,
+            "client_id",
+            th.StringType(min_length=1),
+            required=True,
             description="OAuth2 client id.",
         ),
         th.Property(
-            "client_secret", th.StringType(min_length=1), required=True, secret=True,
+            "client_secret",
+            th.StringType(min_length=1),
+            required=True,
+            secret=True,
             description="OAuth2 client secret; never logged.",
         ),
         th.Property(
-            "base_url", th.URIType, default=DEFAULT_BASE_URL,
+            "base_url",
+            th.URIType,
+            default=DEFAULT_BASE_URL,
             description="API root, e.g. https://api.example.com.",
         ),
         th.Property(
-            "token_url", th.URIType,
+            "token_url",
+            th.URIType,
             description="OAuth2 token endpoint. Default: {base_url}/oauth/token.",
         ),
         th.Property("scope", th.StringType, description="Optional OAuth2 scope."),
         th.Property(
-            "start_date", th.DateTimeType,
+            "start_date",
+            th.DateTimeType,
             description="Earliest modified_at to extract on a first run (ISO 8601).",
         ),
         th.Property(
-            "page_size", th.IntegerType(minimum=1, maximum=1000), default=100,
+            "page_size",
+            th.IntegerType(minimum=1, maximum=1000),
+            default=100,
             description="Files per page: the `limit` sent with each page request.",
         ),
         th.Property(
-            "max_retries", th.IntegerType(minimum=0), default=3,
+            "max_retries",
+            th.IntegerType(minimum=0),
+            default=3,
             description="Retries of one request after a retryable failure.",
         ),
         th.Property(
-            "backoff_factor", th.NumberType(exclusive_minimum=0), default=2,
+            "backoff_factor",
+            th.NumberType(exclusive_minimum=0),
+            default=2,
             description="Retry n waits backoff_factor ** n seconds, or Retry-After.",
         ),
         th.Property(
-            "request_timeout", th.NumberType(exclusive_minimum=0), default=60,
+            "request_timeout",
+            th.NumberType(exclusive_minimum=0),
+            default=60,
             description="Seconds before one HTTP request is abandoned and retried.",
         ),
         th.Property(
-            "max_concurrent_requests", th.IntegerType(minimum=1, maximum=16),
+            "max_concurrent_requests",
+            th.IntegerType(minimum=1, maximum=16),
             default=DEFAULT_MAX_CONCURRENT_REQUESTS,
             description="Page requests in flight at once when `total` is known; "
             "records are still emitted in order.",
         ),
         th.Property(
-            "lookback_window", th.IntegerType(minimum=0), default=0,
+            "lookback_window",
+            th.IntegerType(minimum=0),
+            default=0,
             description="Seconds before the bookmark an incremental run starts from, "
             "to catch late or shifted changes.",
         ),
         th.Property(
-            "modified_since_param", th.StringType(min_length=1),
+            "modified_since_param",
+            th.StringType(min_length=1),
             description="Query parameter by which the API filters on modified_at; "
             "unset: the tap filters itself.",
         ),
@@ -170,7 +191,9 @@ class TapFileStore(Tap):
             try:
                 parse_instant(str(start_date))
             except ValueError:
-                problems.append(f"start_date: {start_date!r} is not an ISO 8601 date-time")
+                problems.append(
+                    f"start_date: {start_date!r} is not an ISO 8601 date-time"
+                )
         if problems:
             raise InvalidConfigError(_config_problem(problems))
 
@@ -186,7 +209,9 @@ def _honour_replication_method(catalog: dict) -> dict:
     for entry in catalog.get("streams", []):
         for item in entry.get("metadata", []):
             meta = item.get("metadata", {})
-            chosen = meta.get("replication-method") or meta.get("forced-replication-method")
+            chosen = meta.get("replication-method") or meta.get(
+                "forced-replication-method"
+            )
             if not item.get("breadcrumb") and chosen:
                 entry["replication_method"] = chosen
     return catalog
@@ -218,6 +243,8 @@ def _report_error(
         sys.__excepthook__(exc_type, exc, traceback)
     else:
         logger.error(
-            "Unexpected %s: %s", exc_type.__name__, exc,
+            "Unexpected %s: %s",
+            exc_type.__name__,
+            exc,
             exc_info=(exc_type, exc, traceback),
         )

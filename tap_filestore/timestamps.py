@@ -20,7 +20,7 @@ def parse_instant(value: str) -> datetime:
         parsed = pendulum.parse(value, strict=False)
         if not isinstance(parsed, datetime):
             msg = f"not a date-time: {value!r}"
-            raise ValueError(msg) from None
+            raise ValueError(msg) from None  # noqa: TRY004 (callers expect ValueError)
         moment = parsed
     if moment.tzinfo is None:
         return moment.replace(tzinfo=timezone.utc)

@@ -10,8 +10,8 @@ import sys
 import time
 from contextlib import redirect_stdout
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import backoff._sync
 import pytest
@@ -20,6 +20,9 @@ from tap_filestore.sandbox import Sandbox
 from tap_filestore.sandbox.dataset import to_datetime
 from tap_filestore.tap import TapFileStore
 from tap_filestore.timestamps import format_instant
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FAST_RETRIES = {"backoff_factor": 0.01, "request_timeout": 5}
 

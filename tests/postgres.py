@@ -8,12 +8,12 @@ import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from glob import glob
 from pathlib import Path
 
 import psycopg
 
-SERVER_GLOB = "/usr/lib/postgresql/*/bin/initdb"
+SERVER_ROOT = Path("/usr/lib/postgresql")
+SERVER_GLOB = "*/bin/initdb"
 HOW_TO_RUN = (
     "PostgreSQL server binaries were not found ({}). Install PostgreSQL 15 "
     "(apt-get install postgresql-15) or set PG_BIN to its bin folder to run the "
@@ -28,9 +28,9 @@ class PostgresUnavailableError(RuntimeError):
 def _bin_dir() -> Path:
     if configured := os.environ.get("PG_BIN"):
         return Path(configured)
-    found = sorted(glob(SERVER_GLOB))
+    found = sorted(SERVER_ROOT.glob(SERVER_GLOB))
     if not found:
-        raise PostgresUnavailableError(HOW_TO_RUN.format(SERVER_GLOB))
+        raise PostgresUnavailableError(HOW_TO_RUN.format(SERVER_ROOT / SERVER_GLOB))
     return Path(found[-1]).parent
 
 
@@ -50,7 +50,10 @@ class Cluster:
 
     def connect(self, database: str = "postgres") -> psycopg.Connection:
         return psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname=database,
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            dbname=database,
             autocommit=True,
         )
 
@@ -62,8 +65,15 @@ class Cluster:
 
     def stop(self) -> None:
         _run_as_postgres(
-            [str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.root / "data"),
-             "-m", "immediate", "-w"],
+            [
+                str(self.bin_dir / "pg_ctl"),
+                "stop",
+                "-D",
+                str(self.root / "data"),
+                "-m",
+                "immediate",
+                "-w",
+            ],
             check=False,
         )
         shutil.rmtree(self.root, ignore_errors=True)
@@ -86,15 +96,32 @@ def start_cluster() -> Cluster:
     port = _free_port()
     cluster = Cluster(port, root, bin_dir)
     try:
-        _run_as_postgres([
-            str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", "postgres",
-            "--auth=trust", "-E", "UTF8", "--no-sync",
-        ])
-        _run_as_postgres([
-            str(bin_dir / "pg_ctl"), "start", "-D", str(root / "data"), "-w",
-            "-l", str(root / "server.log"),
-            "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
-        ])
+        _run_as_postgres(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(root / "data"),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        )
+        _run_as_postgres(
+            [
+                str(bin_dir / "pg_ctl"),
+                "start",
+                "-D",
+                str(root / "data"),
+                "-w",
+                "-l",
+                str(root / "server.log"),
+                "-o",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+            ]
+        )
     except (subprocess.CalledProcessError, OSError) as exc:
         log = root / "server.log"
         detail = log.read_text() if log.exists() else getattr(exc, "stderr", "")

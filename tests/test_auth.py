@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,6 +12,9 @@ from tap_filestore.errors import AuthenticationError, RetriesExhaustedError
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.tap import TapFileStore
 from tests.conftest import FAST_RETRIES, expected_records, run_cli, sync
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_one_token_serves_a_whole_multi_page_sync(
@@ -43,7 +46,9 @@ def test_pages_carry_the_bearer_token(sandbox: Sandbox, config: dict) -> None:
     stream = tap.streams["files"]
     response = stream.requests_session.send(
         stream.authenticator(
-            stream.build_prepared_request(method="GET", url=f"{sandbox.base_url}/v1/files")
+            stream.build_prepared_request(
+                method="GET", url=f"{sandbox.base_url}/v1/files"
+            )
         )
     )
 
@@ -95,7 +100,9 @@ def test_a_revoked_token_is_replaced_and_the_request_retried_once(
 def test_a_401_to_a_fresh_token_fails_clearly(sandbox: Sandbox, config: dict) -> None:
     sandbox.inject("status", status=401, times=2)
 
-    with pytest.raises(AuthenticationError, match="refused \\(401\\) even with a freshly"):
+    with pytest.raises(
+        AuthenticationError, match="refused \\(401\\) even with a freshly"
+    ):
         sync(config)
     assert len(sandbox.page_requests()) == 2
 

@@ -1,43 +1,35 @@
-"""`meltano run tap-filestore target-postgres`, for real: Meltano CLI, sandbox, PostgreSQL."""
+"""`meltano run tap-filestore target-postgres`, for real: Meltano and PostgreSQL."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.sandbox.dataset import to_datetime
+from tests.meltano_cli import meltano, require_plugin, unavailable
 from tests.postgres import Cluster, PostgresUnavailableError, start_cluster
 
-ROOT = Path(__file__).resolve().parent.parent
-MELTANO = ROOT / ".venv" / "bin" / "meltano"
-TARGET = ROOT / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / "target-postgres"
+if TYPE_CHECKING:
+    from pathlib import Path
+    from subprocess import CompletedProcess
+
 STATE_ID = "sandbox:tap-filestore-to-target-postgres"
 FILES = 1200
-SETUP_HINT = "run `bash scripts/setup` first (installs Meltano and its plugins)"
-
-def _unavailable(reason: str) -> None:
-    # In CI a missing database must fail the run, never pass it by skipping.
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
-    if not MELTANO.exists() or not TARGET.exists():
-        _unavailable(f"Meltano or target-postgres is not installed: {SETUP_HINT}")
+    require_plugin("loaders", "target-postgres")
     try:
         server = start_cluster()
     except PostgresUnavailableError as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
     yield server
     server.stop()
 
@@ -51,12 +43,9 @@ class Pipeline:
     database: str
     system_db: Path
 
-    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+    def run(self, *args: str, **env: str) -> CompletedProcess:
         """Run `meltano run [args] tap-filestore target-postgres`."""
         variables = {
-            **os.environ,
-            "MELTANO_DATABASE_URI": f"sqlite:///{self.system_db}",
-            "MELTANO_ENVIRONMENT": "sandbox",
             "TAP_FILESTORE_BASE_URL": self.sandbox.base_url,
             "TAP_FILESTORE_CLIENT_SECRET": self.sandbox.client_secret,
             "TAP_FILESTORE_BACKOFF_FACTOR": "1",
@@ -67,13 +56,16 @@ class Pipeline:
             "TARGET_POSTGRES_DATABASE": self.database,
             **env,
         }
-        return subprocess.run(
-            [str(MELTANO), "run", *args, "tap-filestore", "target-postgres"],
-            cwd=ROOT, env=variables, capture_output=True, text=True, timeout=600,
-            check=False,
+        return meltano(
+            "run",
+            *args,
+            "tap-filestore",
+            "target-postgres",
+            system_db=self.system_db,
+            env=variables,
         )
 
-    def run_ok(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+    def run_ok(self, *args: str, **env: str) -> CompletedProcess:
         done = self.run(*args, **env)
         assert done.returncode == 0, done.stderr[-4000:]
         return done
@@ -92,11 +84,8 @@ class Pipeline:
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def state(self) -> dict:
-        done = subprocess.run(
-            [str(MELTANO), "state", "get", STATE_ID], cwd=ROOT, capture_output=True,
-            text=True, timeout=120, check=True,
-            env={**os.environ, "MELTANO_DATABASE_URI": f"sqlite:///{self.system_db}"},
-        )
+        done = meltano("state", "get", STATE_ID, system_db=self.system_db)
+        assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
     def bookmark(self) -> str:
@@ -124,7 +113,9 @@ def source(sandbox: Sandbox) -> dict[str, dict]:
 
 def live(rows: list[dict]) -> dict[str, dict]:
     return {
-        r["file_id"]: {k: r[k] for k in ("file_id", "file_name", "created_at", "modified_at")}
+        r["file_id"]: {
+            k: r[k] for k in ("file_id", "file_name", "created_at", "modified_at")
+        }
         for r in rows
         if r["_sdc_deleted_at"] is None
     }
@@ -135,7 +126,9 @@ def greatest_modified_at(sandbox: Sandbox) -> datetime:
 
 
 @pytest.fixture
-def pipeline(cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest) -> Pipeline:
+def pipeline(
+    cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest
+) -> Pipeline:
     timezone = getattr(request, "param", "UTC")
     database = f"e2e_{abs(hash(request.node.nodeid)) % 10**8}"
     cluster.create_database(database, timezone)
@@ -175,10 +168,13 @@ def test_second_run_upserts_changes_and_transfers_only_them(pipeline: Pipeline) 
     assert len(rows) == len({r["file_id"] for r in rows}) == FILES + 30
     assert live(rows) == source(pipeline.sandbox)
     second_sync = max(r["_sdc_sync_started_at"] for r in rows)
-    transferred = {r["file_id"] for r in rows if r["_sdc_sync_started_at"] == second_sync}
+    transferred = {
+        r["file_id"] for r in rows if r["_sdc_sync_started_at"] == second_sync
+    }
     nulls = {i for i, f in source(pipeline.sandbox).items() if f["modified_at"] is None}
     at_bookmark = {
-        i for i, f in source(pipeline.sandbox).items()
+        i
+        for i, f in source(pipeline.sandbox).items()
         if f["modified_at"] == datetime.fromisoformat(first_bookmark)
     }
     assert transferred == touched | added | nulls | at_bookmark
@@ -188,7 +184,9 @@ def test_second_run_upserts_changes_and_transfers_only_them(pipeline: Pipeline) 
     )
 
 
-def test_modified_since_param_starts_pages_from_the_bookmark(pipeline: Pipeline) -> None:
+def test_modified_since_param_starts_pages_from_the_bookmark(
+    pipeline: Pipeline,
+) -> None:
     param = {"TAP_FILESTORE_MODIFIED_SINCE_PARAM": "modified_since"}
     pipeline.run_ok(**param)
     bookmark = pipeline.bookmark()
@@ -241,7 +239,7 @@ def test_wrong_credentials_fail_the_run_and_change_nothing(pipeline: Pipeline) -
     table, state = pipeline.rows(), pipeline.state()
 
     for args in ((), ("--full-refresh",)):
-        failed = pipeline.run(*args, TAP_FILESTORE_CLIENT_SECRET="wrong-secret")
+        failed = pipeline.run(*args, TAP_FILESTORE_CLIENT_SECRET="wrong")  # noqa: S106
 
         assert failed.returncode != 0
         assert "refused the client: 401 invalid_client" in failed.stderr

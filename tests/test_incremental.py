@@ -6,14 +6,17 @@ import io
 import logging
 import time
 from contextlib import redirect_stdout
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tap_filestore.errors import RetriesExhaustedError
-from tap_filestore.sandbox import Sandbox
 from tap_filestore.tap import TapFileStore
 from tap_filestore.timestamps import format_instant, parse_instant
 from tests.conftest import expected_records, sync
+
+if TYPE_CHECKING:
+    from tap_filestore.sandbox import Sandbox
 
 
 def greatest_modified_at(records: dict[str, dict]) -> str:
@@ -23,7 +26,10 @@ def greatest_modified_at(records: dict[str, dict]) -> str:
 def state_at(bookmark: str) -> dict:
     return {
         "bookmarks": {
-            "files": {"replication_key": "modified_at", "replication_key_value": bookmark}
+            "files": {
+                "replication_key": "modified_at",
+                "replication_key_value": bookmark,
+            }
         }
     }
 
@@ -67,7 +73,8 @@ def test_first_run_starts_at_start_date_and_keeps_null_modified_at(
 
     since = format_instant(parse_instant(start))
     expected = {
-        i for i, r in expected_records(sandbox).items()
+        i
+        for i, r in expected_records(sandbox).items()
         if r["modified_at"] is None or r["modified_at"] >= since
     }
     assert set(result.ids) == expected
@@ -85,8 +92,12 @@ def test_next_run_emits_only_changes_since_the_bookmark_including_equal(
 
     second = sync(config, state=first.state)
 
-    nulls = {i for i, r in expected_records(sandbox).items() if r["modified_at"] is None}
-    at_bookmark = {r["file_id"] for r in first.records if r["modified_at"] == first.bookmark}
+    nulls = {
+        i for i, r in expected_records(sandbox).items() if r["modified_at"] is None
+    }
+    at_bookmark = {
+        r["file_id"] for r in first.records if r["modified_at"] == first.bookmark
+    }
     assert set(second.ids) == set(touched) | set(added) | nulls | at_bookmark
     assert len(at_bookmark) == 1
     new = expected_records(sandbox)
@@ -95,7 +106,9 @@ def test_next_run_emits_only_changes_since_the_bookmark_including_equal(
     assert second.bookmark > first.bookmark
 
 
-def test_a_run_with_no_changes_keeps_the_bookmark(sandbox: Sandbox, config: dict) -> None:
+def test_a_run_with_no_changes_keeps_the_bookmark(
+    sandbox: Sandbox, config: dict
+) -> None:
     first = sync(config)
 
     second = sync(config, state=first.state)
@@ -112,7 +125,8 @@ def test_bookmarks_compare_as_instants_whatever_their_form(
 
     since = "2024-06-01T12:00:00.000000+00:00"
     expected = {
-        i for i, r in expected_records(sandbox).items()
+        i
+        for i, r in expected_records(sandbox).items()
         if r["modified_at"] is None or r["modified_at"] >= since
     }
     assert set(result.ids) == expected
@@ -126,7 +140,9 @@ def test_the_modified_since_param_sends_the_bookmark_to_the_api(
     time.sleep(0.01)  # the SDK caps a bookmark at the sync's start, in whole ms
     sandbox.requests.clear()
 
-    with_param = sync({**config, "modified_since_param": "modified_since"}, state=first.state)
+    with_param = sync(
+        {**config, "modified_since_param": "modified_since"}, state=first.state
+    )
     tap_filtered = sync(config, state=first.state)
 
     sent = [r.params.get("modified_since") for r in sandbox.page_requests()]
@@ -148,8 +164,10 @@ def test_the_lookback_window_reaches_back_before_the_bookmark(
 
     since = parse_instant(first.bookmark).timestamp() - lookback_days * 86400
     expected = {
-        i for i, r in expected_records(sandbox).items()
-        if r["modified_at"] is None or parse_instant(r["modified_at"]).timestamp() >= since
+        i
+        for i, r in expected_records(sandbox).items()
+        if r["modified_at"] is None
+        or parse_instant(r["modified_at"]).timestamp() >= since
     }
     assert set(result.ids) == expected
     assert len(expected) > 3

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
-
-import pytest
+from typing import TYPE_CHECKING
 
 from tap_filestore import progress
 from tap_filestore.sandbox import Sandbox
 from tests.conftest import FAST_RETRIES, sync
 
+if TYPE_CHECKING:
+    import pytest
+
 
 def progress_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "files fetched in" in r.getMessage()]
+    return [
+        r.getMessage() for r in caplog.records if "files fetched in" in r.getMessage()
+    ]
 
 
 def test_progress_lines_wait_for_the_interval(
@@ -67,8 +71,9 @@ def test_the_summary_counts_records_requests_and_retries(
     assert len(summary) == 1
     emitted = int(summary[0].split()[2])
     assert 0 < emitted < 250
-    assert f"synced {emitted} records (250 fetched) with 5 requests, 2 retries in " in (
-        summary[0]
+    assert (
+        f"synced {emitted} records (250 fetched) with 5 requests, 2 retries in "
+        in (summary[0])
     )
     assert summary[0].endswith(" records/s")
     assert len(waits) == 2

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from email.utils import formatdate
 from time import time
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tap_filestore.client import MAX_RETRY_AFTER_S
 from tap_filestore.errors import APIRequestError, RetriesExhaustedError
-from tap_filestore.sandbox import Sandbox
 from tests.conftest import expected_records, sync
+
+if TYPE_CHECKING:
+    from tap_filestore.sandbox import Sandbox
 
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
@@ -50,7 +53,9 @@ def test_retry_after_shorter_than_the_backoff_does_not_shorten_it(
 def test_retry_after_as_an_http_date_is_honoured(
     sandbox: Sandbox, config: dict, waits: list[float]
 ) -> None:
-    sandbox.inject("status", status=503, retry_after=formatdate(time() + 30, usegmt=True))
+    sandbox.inject(
+        "status", status=503, retry_after=formatdate(time() + 30, usegmt=True)
+    )
 
     sync({**config, "backoff_factor": 2})
 
@@ -185,6 +190,8 @@ def test_an_unreachable_host_fails_after_the_retries(waits: list[float]) -> None
         "max_retries": 2,
     }
 
-    with pytest.raises(RetriesExhaustedError, match=r"connection failed \(Connection refused\)"):
+    with pytest.raises(
+        RetriesExhaustedError, match=r"connection failed \(Connection refused\)"
+    ):
         sync(config)
     assert len(waits) == 2

@@ -79,7 +79,11 @@ def test_wrong_client_credentials_get_invalid_client() -> None:
     with Sandbox(1) as api:
         answer = requests.post(
             f"{api.base_url}/oauth/token",
-            data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"},
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "x",
+                "client_secret": "y",
+            },
             timeout=5,
         )
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from tap_filestore.errors import MalformedPageError
-from tap_filestore.sandbox import Sandbox
 from tap_filestore.sandbox.server import MALFORMED_BODIES
 from tap_filestore.timestamps import normalize
 from tests.conftest import expected_records, sync
+
+if TYPE_CHECKING:
+    from tap_filestore.sandbox import Sandbox
 
 
 def test_stream_declares_keys_schema_and_replication_key(config: dict) -> None:

@@ -1,4 +1,4 @@
-"""The local file-storage API that the demo, the tests and the benchmarks run against."""
+"""The local file-storage API that the demo, tests and benchmarks run against."""
 
 from tap_filestore.sandbox.dataset import Dataset, FileVersion
 from tap_filestore.sandbox.server import Fault, Sandbox

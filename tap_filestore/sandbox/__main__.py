@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=1000, help="files to serve")
     parser.add_argument("--seed", type=int, default=42, help="dataset seed")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    parser.add_argument("--token-ttl", type=int, default=3600, help="token lifetime (s)")
+    parser.add_argument(
+        "--token-ttl", type=int, default=3600, help="token lifetime (s)"
+    )
     parser.add_argument("--no-total", action="store_true", help="omit `total` in pages")
     parser.add_argument(
         "--write-config", type=Path, help="also write a tap config file here"

@@ -15,6 +15,8 @@ from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from typing_extensions import Self
+
 from tap_filestore.sandbox.dataset import EPOCH, Dataset
 
 CLIENT_ID = "sandbox-client"
@@ -122,7 +124,7 @@ class Sandbox:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Self:
         """Start on entering a `with` block."""
         return self.start()
 
@@ -170,7 +172,7 @@ class Sandbox:
         token = secrets.token_urlsafe(24)
         ttl = self.token_ttl
         with self._lock:
-            self._tokens[token] = time.monotonic() + (ttl if ttl else 10**9)
+            self._tokens[token] = time.monotonic() + (ttl or 10**9)
             self.issued_tokens.append(token)
         return token, ttl
 
@@ -184,7 +186,12 @@ class Sandbox:
         if self.ignore_offset:
             offset = 0
         return _render_page(
-            self, self.dataset.version, offset, limit, since_us, self.include_total,
+            self,
+            self.dataset.version,
+            offset,
+            limit,
+            since_us,
+            self.include_total,
             self.total_override,
         )
 
@@ -194,7 +201,9 @@ class Sandbox:
 
 
 @lru_cache(maxsize=8)
-def _listing(sandbox: Sandbox, _version: int, since_us: int | None) -> list[int] | range:
+def _listing(
+    sandbox: Sandbox, _version: int, since_us: int | None
+) -> list[int] | range:
     indexes = sandbox.dataset.live_indexes()
     if since_us is None:
         return indexes
@@ -207,7 +216,7 @@ def _listing(sandbox: Sandbox, _version: int, since_us: int | None) -> list[int]
 
 
 @lru_cache(maxsize=4096)
-def _render_page(  # noqa: PLR0913
+def _render_page(  # noqa: PLR0913, PLR0917
     sandbox: Sandbox,
     _version: int,
     offset: int,
@@ -255,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *_: object) -> None:  # quiet: the request log says it all
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = urlsplit(self.path).path
         length = int(self.headers.get("Content-Length") or 0)
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
@@ -282,7 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
             answer["expires_in"] = ttl
         self._json(200, answer, path, logged)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         params = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path != "/v1/files":
@@ -302,11 +311,15 @@ class _Handler(BaseHTTPRequestHandler):
             since = params.get(self.sandbox.modified_since_param)
             since_us = _parse_since(since) if since else None
         except ValueError as exc:
-            self._json(400, {"error": "invalid_request", "message": str(exc)}, url.path, params)
+            self._json(
+                400, {"error": "invalid_request", "message": str(exc)}, url.path, params
+            )
             return
         if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
             message = f"offset must be >= 0 and limit 1..{MAX_PAGE_SIZE}"
-            self._json(400, {"error": "invalid_request", "message": message}, url.path, params)
+            self._json(
+                400, {"error": "invalid_request", "message": message}, url.path, params
+            )
             return
         self._send(200, self.sandbox.page(offset, limit, since_us), url.path, params)
 
@@ -347,7 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
         msg = f"unknown fault kind {fault.kind!r}"
         raise ValueError(msg)
 
-    def _json(  # noqa: PLR0913
+    def _json(
         self,
         status: int,
         body: dict,
@@ -357,7 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         self._send(status, json.dumps(body).encode(), path, params, headers)
 
-    def _send(  # noqa: PLR0913
+    def _send(
         self,
         status: int,
         body: bytes,

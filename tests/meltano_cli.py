@@ -1,0 +1,47 @@
+"""Running the real `meltano` CLI on this repository's meltano.yml."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MELTANO = ROOT / ".venv" / "bin" / "meltano"
+PLUGINS = ROOT / ".meltano"
+SETUP_HINT = "run `bash scripts/setup` first (installs Meltano and its plugins)"
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a developer machine; fail in CI, where nothing may be skipped."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def require_plugin(kind: str, name: str) -> None:
+    """Skip (or fail in CI) unless Meltano and the plugin are installed."""
+    if not MELTANO.exists() or not (PLUGINS / kind / name / "venv").exists():
+        unavailable(f"Meltano or {name} is not installed: {SETUP_HINT}")
+
+
+def meltano(
+    *args: str, system_db: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `meltano ARGS` in the project with its own system database."""
+    return subprocess.run(
+        [str(MELTANO), *args],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "MELTANO_DATABASE_URI": f"sqlite:///{system_db}",
+            "MELTANO_ENVIRONMENT": "sandbox",
+            **(env or {}),
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
