@@ -50,10 +50,18 @@ def decode_page(response: requests.Response) -> Page:
         msg = f"{where} has no `files` list. Check base_url points at the files API."
         raise MalformedPageError(msg)
     for position, record in enumerate(files):
-        if not isinstance(record, dict) or record.get("file_id") in (None, ""):
+        file_id = record.get("file_id") if isinstance(record, dict) else None
+        if not _usable_id(file_id):
             msg = f"{where} has a file without `file_id` (item {position})."
             raise MalformedPageError(msg)
     total = body.get("total")
     page = Page(offset, files, total if isinstance(total, int) else None)
     response._filestore_page = page  # type: ignore[attr-defined]  # noqa: SLF001
     return page
+
+
+def _usable_id(file_id: object) -> bool:
+    """Return whether `file_id` is a non-empty string or an integer."""
+    if isinstance(file_id, bool):
+        return False
+    return isinstance(file_id, int) or (isinstance(file_id, str) and file_id != "")

@@ -81,7 +81,7 @@ class FilesStream(FileStoreStream):
             return [_normalized(record) for record in files]
         except (TypeError, ValueError) as exc:
             page = response.request.path_url
-            msg = f"The page {page} has a date-time that is not ISO 8601 ({exc})."
+            msg = f"The page {page} has a file with an invalid value: {exc}."
             raise MalformedPageError(msg) from None
 
     @override
@@ -126,7 +126,15 @@ class FilesStream(FileStoreStream):
 
 
 def _normalized(record: dict) -> dict:
-    """Return the record with every property present and date-times normalized."""
+    """Return the record with every property present and date-times normalized.
+
+    Raises:
+        ValueError: If `file_name` is not a string or a date-time is not ISO 8601.
+    """
+    name = record.get("file_name")
+    if name is not None and not isinstance(name, str):
+        msg = f"file_name {name!r} is not a string"
+        raise ValueError(msg)
     return {
         "file_id": str(record["file_id"]),
         "file_name": record.get("file_name"),

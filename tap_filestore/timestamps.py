@@ -11,17 +11,30 @@ def parse_instant(value: str) -> datetime:
     """Parse any ISO 8601 date-time; one without an offset is taken as UTC.
 
     Raises:
-        ValueError: If `value` is not an ISO 8601 date-time.
+        ValueError: If `value` is not an ISO 8601 date-time within years 1..9999.
     """
     try:
-        moment = datetime.fromisoformat(value)
+        return _to_utc(_parse(value))
+    except (OverflowError, TypeError) as exc:
+        msg = f"not a date-time in years 1..9999: {value!r}"
+        raise ValueError(msg) from exc
+
+
+def _parse(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
     except ValueError:
+        if not value[:4].isdigit():  # pendulum reads a bare time as today
+            raise
         # Python 3.10 rejects "Z", and neither version reads every ISO form.
-        parsed = pendulum.parse(value, strict=False)
-        if not isinstance(parsed, datetime):
-            msg = f"not a date-time: {value!r}"
-            raise ValueError(msg) from None  # noqa: TRY004 (callers expect ValueError)
-        moment = parsed
+        parsed = pendulum.parse(value)
+    if not isinstance(parsed, datetime):
+        msg = f"not a date-time: {value!r}"
+        raise TypeError(msg)
+    return parsed
+
+
+def _to_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc)

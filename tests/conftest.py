@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.sandbox.dataset import to_datetime
+from tap_filestore.sandbox.server import CLIENT_SECRET
 from tap_filestore.tap import TapFileStore
 from tap_filestore.timestamps import format_instant
 
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 FAST_RETRIES = {"backoff_factor": 0.01, "request_timeout": 5}
+#: Output of child processes (tap, meltano) that the leak check scans too.
+CHILD_OUTPUTS: list[str] = []
+_SANDBOXES: list[Sandbox] = []
 
 
 @dataclass
@@ -75,7 +80,7 @@ def run_cli(
         path = tmp_path / "config.json"
         path.write_text(json.dumps(config))
         argv += ["--config", str(path)]
-    return subprocess.run(
+    done = subprocess.run(
         argv,
         capture_output=True,
         text=True,
@@ -83,6 +88,8 @@ def run_cli(
         env={**os.environ, **(env or {})},
         check=False,
     )
+    CHILD_OUTPUTS.extend((done.stdout, done.stderr))
+    return done
 
 
 def expected_records(sandbox: Sandbox) -> dict[str, dict]:
@@ -123,3 +130,39 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     clock = SimpleNamespace(sleep=asked.append, monotonic=time.monotonic)
     monkeypatch.setattr(backoff._sync, "time", clock)
     return asked
+
+
+def leaked(secrets: set[str], outputs: list[str]) -> set[str]:
+    """Return the secrets that appear in any of the outputs."""
+    return {secret for secret in secrets if any(secret in out for out in outputs)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _track_sandboxes() -> None:
+    """Remember every sandbox started, to know every secret and token issued."""
+    start = Sandbox.start
+
+    def tracked_start(self: Sandbox) -> Sandbox:
+        _SANDBOXES.append(self)
+        return start(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Sandbox, "start", tracked_start)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_leaks(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fail the test whose logs (at DEBUG) or output show a secret or a token."""
+    caplog.set_level(logging.DEBUG)
+    CHILD_OUTPUTS.clear()
+    yield
+    captured = capsys.readouterr()
+    secrets = {CLIENT_SECRET}
+    for api in _SANDBOXES:
+        secrets |= {api.client_secret, *api.issued_tokens}
+    outputs = [caplog.text, captured.out, captured.err, *CHILD_OUTPUTS]
+    found = leaked(secrets, outputs)
+    assert not found, f"{len(found)} secret(s) or token(s) leaked into the output"

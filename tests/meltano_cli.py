@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import CHILD_OUTPUTS
+
 ROOT = Path(__file__).resolve().parent.parent
 MELTANO = ROOT / ".venv" / "bin" / "meltano"
 PLUGINS = ROOT / ".meltano"
@@ -31,7 +33,7 @@ def meltano(
     *args: str, system_db: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run `meltano ARGS` in the project with its own system database."""
-    return subprocess.run(
+    done = subprocess.run(
         [str(MELTANO), *args],
         cwd=ROOT,
         env={
@@ -45,3 +47,5 @@ def meltano(
         timeout=600,
         check=False,
     )
+    CHILD_OUTPUTS.extend((done.stdout, done.stderr))
+    return done

@@ -11,7 +11,7 @@ from tap_filestore.auth import DEFAULT_TOKEN_LIFETIME_S
 from tap_filestore.errors import AuthenticationError, RetriesExhaustedError
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.tap import TapFileStore
-from tests.conftest import FAST_RETRIES, expected_records, run_cli, sync
+from tests.conftest import FAST_RETRIES, expected_records, leaked, run_cli, sync
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -170,3 +170,11 @@ def test_no_secret_or_token_reaches_any_output_even_at_debug(
     assert sandbox.client_secret not in output
     for token in sandbox.issued_tokens:
         assert token not in output
+
+
+def test_the_leak_check_finds_a_secret_or_token_in_any_output() -> None:
+    secrets = {"s3cret-value", "tok-abc"}
+
+    assert leaked(secrets, ["fine", "x tok-abc y"]) == {"tok-abc"}
+    assert leaked(secrets, ["Authorization: Bearer s3cret-value"]) == {"s3cret-value"}
+    assert leaked(secrets, ["nothing here", ""]) == set()
