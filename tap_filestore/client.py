@@ -47,6 +47,8 @@ _OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 class FileStoreStream(RESTStream[int]):
     """A stream of the file-storage API: OAuth2, offset pages, contract retries."""
 
+    paginator: FilesPaginator | None = None
+
     @property
     @override
     def url_base(self) -> str:
@@ -84,7 +86,8 @@ class FileStoreStream(RESTStream[int]):
 
     @override
     def get_new_paginator(self) -> FilesPaginator:
-        return FilesPaginator(self.page_size)
+        self.paginator = FilesPaginator(self.page_size)
+        return self.paginator
 
     @override
     def get_url_params(

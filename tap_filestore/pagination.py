@@ -30,10 +30,18 @@ class FilesPaginator(OffsetPaginator):
         super().__init__(start_value=0, page_size=page_size)
         self._previous_ids: tuple[str, str] | None = None
         self._warned_total = False
+        self._last_total: int | None = None
+        #: Whether `total` fell between two pages: files were deleted during the
+        #: sync, later offsets moved down, and files may have been skipped.
+        self.listing_shrank = False
 
     @override
     def has_more(self, response: requests.Response) -> bool:
         page = decode_page(response)
+        if page.total is not None:
+            if self._last_total is not None and page.total < self._last_total:
+                self.listing_shrank = True
+            self._last_total = page.total
         if len(page.files) < self.page_size:
             return False
         ids = (page.files[0]["file_id"], page.files[-1]["file_id"])

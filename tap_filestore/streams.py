@@ -8,6 +8,7 @@ import typing as t
 from datetime import datetime, timedelta
 
 from singer_sdk import typing as th
+from singer_sdk.helpers._state import PROGRESS_MARKERS
 from typing_extensions import override
 
 from tap_filestore.client import FileStoreStream
@@ -56,7 +57,9 @@ class FilesStream(FileStoreStream):
         if fresh_start:
             self._stream_version = int(time.time() * 1000)
         yield from super().get_records(context)
-        if fresh_start:
+        if self.paginator and self.paginator.listing_shrank:
+            self._keep_starting_bookmark(context)
+        elif fresh_start:
             # Without a bookmark this sync carried every file: let the target
             # retire the rows of files the API no longer lists. Only at the end:
             # sent first, it would retire every row before the sync had loaded
@@ -98,6 +101,23 @@ class FilesStream(FileStoreStream):
         # cap them with a string of the same form.
         signpost = super().get_replication_key_signpost(context)
         return format_instant(signpost) if isinstance(signpost, datetime) else signpost
+
+    def _keep_starting_bookmark(self, context: Context | None) -> None:
+        """Do not advance the bookmark, nor retire rows, after a shifted listing.
+
+        Files deleted mid-sync move every later file to a lower offset, so the
+        page after the deletion skipped some: they were not emitted, and a new
+        bookmark (or an ACTIVATE_VERSION) would lose them for good.
+        """
+        markers = self.get_context_state(context).get(PROGRESS_MARKERS, {})
+        markers.pop("replication_key", None)
+        markers.pop("replication_key_value", None)
+        self.logger.warning(
+            "%s: files were deleted while this sync paged through them, so some "
+            "may have been skipped: the bookmark stays where this sync started, "
+            "and the next sync reads from there again",
+            self.name,
+        )
 
     def _bookmark(self, context: Context | None) -> str | None:
         """Return the bookmark this sync started from, if any."""

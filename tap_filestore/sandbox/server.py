@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from typing_extensions import Self
 
 from tap_filestore.sandbox.dataset import EPOCH, Dataset
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CLIENT_ID = "sandbox-client"
 CLIENT_SECRET = "sandbox-secret-5f3c9e1d7a"  # noqa: S105
@@ -40,7 +44,8 @@ class Fault:
     `reset` (drop the connection without an answer), `truncate` (promise more
     bytes than sent, then close), `slow` (wait `delay` seconds first),
     `malformed` (answer 200 with `MALFORMED_BODIES[body]`), `revoke` (revoke
-    every token, then answer as usual: 401 for a files request).
+    every token, then answer as usual: 401 for a files request), `call` (run
+    `action`, e.g. a dataset edit, then answer as usual).
     """
 
     kind: str
@@ -51,6 +56,7 @@ class Fault:
     delay: float = 0.0
     body: str = "not_json"
     skip: int = 0
+    action: Callable[[], object] | None = None
 
 
 @dataclass
@@ -328,18 +334,25 @@ class _Handler(BaseHTTPRequestHandler):
         params = params or {}
         if fault.kind == "slow":
             time.sleep(fault.delay)
-            return False
-        if fault.kind == "revoke":
+        elif fault.kind == "revoke":
             self.sandbox.revoke_tokens()
-            return False
+        elif fault.kind == "call" and fault.action:
+            fault.action()
+        else:
+            self._answer_with(fault, path, params)
+            return True
+        return False
+
+    def _answer_with(self, fault: Fault, path: str, params: dict) -> None:
+        """Answer the request as `fault` says, instead of as the API would."""
         if fault.kind == "status":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             error = {"error": "sandbox_fault", "message": f"injected {fault.status}"}
             self._json(fault.status, error, path, params, headers)
-            return True
+            return
         if fault.kind == "malformed":
             self._send(200, MALFORMED_BODIES[fault.body], path, params)
-            return True
+            return
         if fault.kind == "reset":
             self._log(path, params, 0)
             # SO_LINGER 0 makes close() send a TCP reset, as a crashed proxy does.
@@ -347,7 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
                 socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
             )
             self.close_connection = True
-            return True
+            return
         if fault.kind == "truncate":
             self._log(path, params, 200)
             self.send_response(200)
@@ -356,7 +369,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b'{"files": [')
             self.close_connection = True
-            return True
+            return
         msg = f"unknown fault kind {fault.kind!r}"
         raise ValueError(msg)
 
