@@ -22,13 +22,14 @@ from tap_filestore.sandbox.dataset import to_datetime
 from tap_filestore.sandbox.server import CLIENT_SECRET
 from tap_filestore.tap import TapFileStore
 from tap_filestore.timestamps import format_instant
+from tests.leaks import CHILD_OUTPUTS, leaked
+from tests.meltano_cli import require_plugin, unavailable
+from tests.postgres import Cluster, PostgresUnavailableError, start_cluster
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 FAST_RETRIES = {"backoff_factor": 0.01, "request_timeout": 5}
-#: Output of child processes (tap, meltano) that the leak check scans too.
-CHILD_OUTPUTS: list[str] = []
 _SANDBOXES: list[Sandbox] = []
 
 
@@ -110,6 +111,18 @@ def expected_records(sandbox: Sandbox) -> dict[str, dict]:
     }
 
 
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    """A throwaway PostgreSQL for the session (and Meltano with target-postgres)."""
+    require_plugin("loaders", "target-postgres")
+    try:
+        server = start_cluster()
+    except PostgresUnavailableError as exc:
+        unavailable(str(exc))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def sandbox() -> Sandbox:
     """A sandbox API with 250 files, stopped after the test."""
@@ -130,11 +143,6 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     clock = SimpleNamespace(sleep=asked.append, monotonic=time.monotonic)
     monkeypatch.setattr(backoff._sync, "time", clock)
     return asked
-
-
-def leaked(secrets: set[str], outputs: list[str]) -> set[str]:
-    """Return the secrets that appear in any of the outputs."""
-    return {secret for secret in secrets if any(secret in out for out in outputs)}
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHILD_OUTPUTS
+from tests.leaks import CHILD_OUTPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 MELTANO = ROOT / ".venv" / "bin" / "meltano"
@@ -29,6 +29,15 @@ def require_plugin(kind: str, name: str) -> None:
         unavailable(f"Meltano or {name} is not installed: {SETUP_HINT}")
 
 
+def _environment(system_db: Path, env: dict[str, str] | None) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MELTANO_DATABASE_URI": f"sqlite:///{system_db}",
+        "MELTANO_ENVIRONMENT": "sandbox",
+        **(env or {}),
+    }
+
+
 def meltano(
     *args: str, system_db: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
@@ -36,12 +45,7 @@ def meltano(
     done = subprocess.run(
         [str(MELTANO), *args],
         cwd=ROOT,
-        env={
-            **os.environ,
-            "MELTANO_DATABASE_URI": f"sqlite:///{system_db}",
-            "MELTANO_ENVIRONMENT": "sandbox",
-            **(env or {}),
-        },
+        env=_environment(system_db, env),
         capture_output=True,
         text=True,
         timeout=600,
@@ -49,3 +53,17 @@ def meltano(
     )
     CHILD_OUTPUTS.extend((done.stdout, done.stderr))
     return done
+
+
+def spawn_meltano(
+    *args: str, system_db: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start `meltano ARGS` in a process group of its own, output discarded."""
+    return subprocess.Popen(
+        [str(MELTANO), *args],
+        cwd=ROOT,
+        env=_environment(system_db, env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

@@ -11,7 +11,8 @@ from tap_filestore.auth import DEFAULT_TOKEN_LIFETIME_S
 from tap_filestore.errors import AuthenticationError, RetriesExhaustedError
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.tap import TapFileStore
-from tests.conftest import FAST_RETRIES, expected_records, leaked, run_cli, sync
+from tests.conftest import FAST_RETRIES, expected_records, run_cli, sync
+from tests.leaks import leaked
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -2,127 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tap_filestore.sandbox import Sandbox
-from tap_filestore.sandbox.dataset import to_datetime
-from tests.meltano_cli import meltano, require_plugin, unavailable
-from tests.postgres import Cluster, PostgresUnavailableError, start_cluster
+from tests.pipeline import Pipeline, greatest_modified_at, live, source
 
 if TYPE_CHECKING:
     from pathlib import Path
-    from subprocess import CompletedProcess
 
-STATE_ID = "sandbox:tap-filestore-to-target-postgres"
+    from tests.postgres import Cluster
+
 FILES = 1200
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Cluster:
-    require_plugin("loaders", "target-postgres")
-    try:
-        server = start_cluster()
-    except PostgresUnavailableError as exc:
-        unavailable(str(exc))
-    yield server
-    server.stop()
-
-
-@dataclass
-class Pipeline:
-    """One Meltano project run against one sandbox and one database."""
-
-    cluster: Cluster
-    sandbox: Sandbox
-    database: str
-    system_db: Path
-
-    def run(self, *args: str, **env: str) -> CompletedProcess:
-        """Run `meltano run [args] tap-filestore target-postgres`."""
-        variables = {
-            "TAP_FILESTORE_BASE_URL": self.sandbox.base_url,
-            "TAP_FILESTORE_CLIENT_SECRET": self.sandbox.client_secret,
-            "TAP_FILESTORE_BACKOFF_FACTOR": "1",
-            "TARGET_POSTGRES_HOST": "127.0.0.1",
-            "TARGET_POSTGRES_PORT": str(self.cluster.port),
-            "TARGET_POSTGRES_USER": "postgres",
-            "TARGET_POSTGRES_PASSWORD": "unused-with-trust-auth",
-            "TARGET_POSTGRES_DATABASE": self.database,
-            **env,
-        }
-        return meltano(
-            "run",
-            *args,
-            "tap-filestore",
-            "target-postgres",
-            system_db=self.system_db,
-            env=variables,
-        )
-
-    def run_ok(self, *args: str, **env: str) -> CompletedProcess:
-        done = self.run(*args, **env)
-        assert done.returncode == 0, done.stderr[-4000:]
-        return done
-
-    def rows(self) -> list[dict]:
-        """Read the table, date-times as instants in the database's time zone."""
-        with self.cluster.connect(self.database) as conn:
-            cursor = conn.execute(
-                "SELECT file_id, file_name,"
-                " created_at AT TIME ZONE current_setting('TimeZone') AS created_at,"
-                " modified_at AT TIME ZONE current_setting('TimeZone') AS modified_at,"
-                " _sdc_deleted_at, _sdc_table_version, _sdc_sync_started_at"
-                " FROM filestore.files"
-            )
-            names = [c.name for c in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-    def state(self) -> dict:
-        done = meltano("state", "get", STATE_ID, system_db=self.system_db)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
-
-    def bookmark(self) -> str:
-        files = self.state()["singer_state"]["bookmarks"]["files"]
-        return files["replication_key_value"]
-
-
-def source(sandbox: Sandbox) -> dict[str, dict]:
-    """What the table must hold: every live file, date-times as instants."""
-    files = sandbox.dataset
-
-    def instant(epoch_us: int | None) -> datetime | None:
-        return None if epoch_us is None else to_datetime(epoch_us)
-
-    return {
-        f.file_id: {
-            "file_id": f.file_id,
-            "file_name": f.file_name,
-            "created_at": instant(f.created_us),
-            "modified_at": instant(f.modified_us),
-        }
-        for f in (files.file(i) for i in files.live_indexes())
-    }
-
-
-def live(rows: list[dict]) -> dict[str, dict]:
-    return {
-        r["file_id"]: {
-            k: r[k] for k in ("file_id", "file_name", "created_at", "modified_at")
-        }
-        for r in rows
-        if r["_sdc_deleted_at"] is None
-    }
-
-
-def greatest_modified_at(sandbox: Sandbox) -> datetime:
-    return max(r["modified_at"] for r in source(sandbox).values() if r["modified_at"])
 
 
 @pytest.fixture

@@ -1,0 +1,101 @@
+"""SIGKILL `meltano run` at random moments: the next run must leave the table exact."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import time
+from typing import TYPE_CHECKING
+
+from tap_filestore.sandbox import Sandbox
+from tests.pipeline import Pipeline, live, source
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from subprocess import Popen
+
+    from tests.postgres import Cluster
+
+TRIALS = 20
+SEED = 20261127
+FILES = 6000
+
+
+def kill_group(process: Popen) -> None:
+    """SIGKILL the run's whole process group: meltano, tap and target."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def run_and_kill(pipeline: Pipeline, mode: tuple[str, ...], kill_point: str) -> bool:
+    """Start a run and SIGKILL it at `kill_point`; False if it ended first."""
+    api = pipeline.sandbox
+    run: list[Popen] = []
+    if kill_point.startswith("page "):
+        pages_before = int(kill_point.split()[1])
+        api.inject("call", skip=pages_before, action=lambda: kill_group(run[0]))
+    # Meltano keeps a killed job marked running for 5 minutes: --force.
+    run.append(pipeline.start("--force", *mode))
+    if kill_point.startswith("after "):
+        deadline = time.monotonic() + float(kill_point.split()[1].rstrip("s"))
+        while time.monotonic() < deadline and run[0].poll() is None:
+            time.sleep(0.02)
+        kill_group(run[0])
+    code = run[0].wait(timeout=300)
+    api.faults.clear()
+    return code == -signal.SIGKILL
+
+
+def test_killed_runs_resume_with_nothing_lost_and_nothing_duplicated(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.create_database("kill_resume", "UTC")
+    rng = random.Random(SEED)  # noqa: S311
+    outcomes = []
+    with Sandbox(FILES, seed=SEED) as api:
+        pipeline = Pipeline(cluster, api, "kill_resume", tmp_path / "meltano.db")
+        pipeline.run_ok()
+        pages = FILES // 100
+
+        for trial in range(TRIALS):
+            edited = api.dataset.touch(rng.sample(range(FILES), 40))
+            added = api.dataset.add(rng.randint(0, 60))
+            time.sleep(0.01)
+            mode = rng.choice([(), ("--full-refresh",)])
+            kill_point = (
+                f"page {rng.randrange(pages)}"
+                if trial % 2 == 0
+                else f"after {rng.uniform(0.3, 6.0):.2f}s"
+            )
+
+            killed = run_and_kill(pipeline, mode, kill_point)
+            pipeline.run_ok("--force")
+
+            rows = pipeline.rows()
+            ids = [r["file_id"] for r in rows]
+            expected = source(api)
+            outcome = {
+                "trial": trial,
+                "mode": "full-refresh" if mode else "incremental",
+                "kill": kill_point,
+                "killed": killed,
+                "edited": len(edited),
+                "added": len(added),
+                "rows": len(rows),
+                "lost": len(set(expected) - set(ids)),
+                "duplicates": len(ids) - len(set(ids)),
+                "exact": live(rows) == expected,
+            }
+            outcomes.append(outcome)
+            assert outcome["lost"] == 0, outcome
+            assert outcome["duplicates"] == 0, outcome
+            assert outcome["exact"], outcome
+
+    print(f"\nkill-and-resume: {len(outcomes)} trials")  # noqa: T201
+    for outcome in outcomes:
+        print(json.dumps(outcome))  # noqa: T201
+    assert all(o["killed"] for o in outcomes if o["kill"].startswith("page"))
+    assert sum(o["killed"] for o in outcomes) >= TRIALS * 3 // 4
