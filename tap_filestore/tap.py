@@ -218,8 +218,13 @@ def _honour_replication_method(catalog: dict) -> dict:
 
 
 def _is_http_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+    try:
+        parts = urlsplit(value)
+        has_host = bool(parts.hostname)
+    except ValueError:
+        return False
+    no_spaces = not any(c.isspace() for c in value)
+    return parts.scheme in {"http", "https"} and has_host and no_spaces
 
 
 def _config_problem(errors: list[str]) -> str:
