@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from singer_sdk import typing as th
 from singer_sdk.helpers._state import PROGRESS_MARKERS
+from singer_sdk.helpers._typing import TypeConformanceLevel
 from typing_extensions import override
 
 from tap_filestore.client import FileStoreStream
@@ -41,6 +42,9 @@ class FilesStream(FileStoreStream):
     replication_key = "modified_at"
     # The API promises no order: the bookmark is the greatest value, set at the end.
     is_sorted = False
+    # parse_response already emits schema types (strings or None): the SDK's
+    # per-record conformance pass would only cost time.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
     schema = th.PropertiesList(
         th.Property("file_id", th.StringType, required=True, nullable=False),
         th.Property("file_name", th.StringType),

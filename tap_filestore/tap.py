@@ -18,6 +18,7 @@ from typing_extensions import override
 
 from tap_filestore.auth import ClientCredentialsAuthenticator
 from tap_filestore.errors import FileStoreError
+from tap_filestore.output import BufferedMsgSpecWriter
 from tap_filestore.streams import FilesStream
 from tap_filestore.timestamps import parse_instant
 
@@ -40,6 +41,7 @@ class TapFileStore(Tap):
 
     name = "tap-filestore"
     package_name = "tap-filestore"
+    message_writer_class = BufferedMsgSpecWriter
     capabilities: t.ClassVar = [
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,

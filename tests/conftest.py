@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import redirect_stdout
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ from tests.meltano_cli import require_plugin, unavailable
 from tests.postgres import Cluster, PostgresUnavailableError, start_cluster
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 FAST_RETRIES = {"backoff_factor": 0.01, "request_timeout": 5}
@@ -63,13 +64,25 @@ def sync(
     config: dict, *, state: dict | None = None, catalog: dict | None = None
 ) -> SyncResult:
     """Run the tap in this process and return what it wrote to stdout."""
-    out = io.StringIO()
-    with redirect_stdout(out):
+    with captured_stdout() as out:
         tap = TapFileStore(
             config=config, state=state, catalog=catalog, parse_env_config=False
         )
         tap.sync_all()
     return SyncResult([json.loads(line) for line in out.getvalue().splitlines()])
+
+
+@contextmanager
+def captured_stdout() -> Iterator[io.BytesIO]:
+    """Capture what the tap writes to stdout (its writer writes bytes)."""
+    raw = io.BytesIO()
+    text = io.TextIOWrapper(raw, encoding="utf-8")
+    try:
+        with redirect_stdout(text):
+            yield raw
+    finally:
+        text.flush()
+        text.detach()
 
 
 def run_cli(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
-from contextlib import redirect_stdout
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from tap_filestore.errors import RetriesExhaustedError
 from tap_filestore.streams import FilesStream
 from tap_filestore.tap import TapFileStore
-from tests.conftest import expected_records, sync
+from tests.conftest import captured_stdout, expected_records, sync
 
 if TYPE_CHECKING:
     from tap_filestore.sandbox import Sandbox
@@ -22,8 +20,7 @@ if TYPE_CHECKING:
 
 def failing_sync(config: dict, state: dict | None = None) -> list[dict]:
     """Run a sync that must fail; return the messages it wrote before failing."""
-    out = io.StringIO()
-    with redirect_stdout(out), pytest.raises(RetriesExhaustedError):
+    with captured_stdout() as out, pytest.raises(RetriesExhaustedError):
         TapFileStore(config=config, state=state, parse_env_config=False).sync_all()
     return [json.loads(line) for line in out.getvalue().splitlines()]
 

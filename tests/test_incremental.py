@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import time
-from contextlib import redirect_stdout
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from tap_filestore.errors import RetriesExhaustedError
 from tap_filestore.tap import TapFileStore
 from tap_filestore.timestamps import format_instant, parse_instant
-from tests.conftest import expected_records, sync
+from tests.conftest import captured_stdout, expected_records, sync
 
 if TYPE_CHECKING:
     from tap_filestore.sandbox import Sandbox
@@ -221,13 +219,11 @@ def test_a_failed_run_sends_no_activate_version(
     sandbox: Sandbox, config: dict, waits: list[float]
 ) -> None:
     sandbox.inject("status", status=500, skip=1, times=10)
-    out = io.StringIO()
-
-    with redirect_stdout(out), pytest.raises(RetriesExhaustedError):
+    with captured_stdout() as out, pytest.raises(RetriesExhaustedError):
         TapFileStore(config=config, parse_env_config=False).sync_all()
 
-    assert "ACTIVATE_VERSION" not in out.getvalue()
-    assert '"RECORD"' in out.getvalue()
+    assert b"ACTIVATE_VERSION" not in out.getvalue()
+    assert b'"RECORD"' in out.getvalue()
 
 
 def test_a_run_from_a_bookmark_sends_no_activate_version(config: dict) -> None:

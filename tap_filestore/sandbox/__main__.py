@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--write-config", type=Path, help="also write a tap config file here"
     )
+    parser.add_argument(
+        "--precompute", type=int, metavar="LIMIT", help="render pages of LIMIT first"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     except OSError as exc:
         sys.exit(f"filestore-sandbox: cannot listen on port {args.port} ({exc})")
+    if args.precompute:
+        sandbox.precompute(args.precompute)
     config = sandbox.config()
     if args.write_config:
         args.write_config.write_text(json.dumps(config, indent=2) + "\n")
