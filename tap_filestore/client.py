@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 import time
 import typing as t
@@ -23,6 +24,7 @@ from tap_filestore.errors import (
 )
 from tap_filestore.page import decode_page
 from tap_filestore.pagination import FilesPaginator
+from tap_filestore.prefetch import PageFetcher
 from tap_filestore.progress import SyncProgress
 
 if t.TYPE_CHECKING:
@@ -48,6 +50,7 @@ class FileStoreStream(RESTStream[int]):
     """A stream of the file-storage API: OAuth2, offset pages, contract retries."""
 
     paginator: FilesPaginator | None = None
+    fetcher: PageFetcher | None = None
 
     @property
     @override
@@ -63,6 +66,18 @@ class FileStoreStream(RESTStream[int]):
     @override
     def timeout(self) -> float:  # type: ignore[override]
         return float(self.config["request_timeout"])
+
+    @property
+    @override
+    def requests_session(self) -> requests.Session:
+        session = super().requests_session
+        if session.trust_env:
+            # requests scans os.environ for proxy settings on every request;
+            # resolve them once for the API host instead.
+            session.proxies.update(requests.utils.get_environ_proxies(self.url_base))
+            session.verify = _ca_bundle_from_environment() or session.verify
+            session.trust_env = False
+        return session
 
     @property
     def page_size(self) -> int:
@@ -133,12 +148,9 @@ class FileStoreStream(RESTStream[int]):
             logger=None,
         )(attempt)
 
-        @functools.wraps(func)
-        def request(
-            prepared_request: requests.PreparedRequest, context: Context | None
-        ) -> requests.Response:
+        def send(prepared_request: requests.PreparedRequest) -> requests.Response:
             try:
-                return with_retries(prepared_request, context)
+                return with_retries(prepared_request, None)
             except RETRYABLE_EXCEPTIONS as exc:
                 attempts = self.backoff_max_tries()
                 msg = (
@@ -148,6 +160,14 @@ class FileStoreStream(RESTStream[int]):
                     "or raise max_retries."
                 )
                 raise RetriesExhaustedError(msg) from None
+
+        self.fetcher = PageFetcher(send, int(self.config["max_concurrent_requests"]))
+
+        @functools.wraps(func)
+        def request(
+            prepared_request: requests.PreparedRequest, _context: Context | None
+        ) -> requests.Response:
+            return self.fetcher.fetch(prepared_request)
 
         return request
 
@@ -170,6 +190,12 @@ class FileStoreStream(RESTStream[int]):
     @override
     def backoff_handler(self, details: Details) -> None:
         self.progress.retries += 1
+        response = getattr(details["exception"], "response", None)  # type: ignore[typeddict-item]
+        if (
+            response is not None
+            and response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+        ):
+            self.fetcher.one_at_a_time()
         self.logger.info(
             "Retry %d of %d in %.1f s after %s",
             details["tries"],
@@ -195,6 +221,10 @@ class FileStoreStream(RESTStream[int]):
             )
             return MAX_RETRY_AFTER_S
         return seconds
+
+
+def _ca_bundle_from_environment() -> str | None:
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
 
 
 def _parse_retry_after(value: str) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from tap_filestore.errors import MalformedPageError
 
@@ -22,10 +22,14 @@ class Page:
     total: int | None
 
 
+def url_params(url: str | None) -> dict[str, str]:
+    """Return the query parameters of a URL, one value each."""
+    return dict(parse_qsl(urlsplit(url or "").query))
+
+
 def page_offset(response: requests.Response) -> int:
     """Return the `offset` the request for this answer asked for."""
-    query = parse_qs(urlsplit(response.request.url or "").query)
-    return int(query.get("offset", ["0"])[0])
+    return int(url_params(response.request.url).get("offset", 0))
 
 
 def decode_page(response: requests.Response) -> Page:

@@ -60,7 +60,11 @@ class FilesStream(FileStoreStream):
         fresh_start = self._bookmark(context) is None
         if fresh_start:
             self._stream_version = int(time.time() * 1000)
-        yield from super().get_records(context)
+        try:
+            yield from super().get_records(context)
+        finally:
+            if self.fetcher:
+                self.fetcher.close()
         if self.paginator and self.paginator.listing_shrank:
             self._keep_starting_bookmark(context)
         elif fresh_start:

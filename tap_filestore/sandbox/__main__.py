@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> None:
         "--write-config", type=Path, help="also write a tap config file here"
     )
     parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds each page answer waits"
+    )
+    parser.add_argument(
         "--precompute", type=int, metavar="LIMIT", help="render pages of LIMIT first"
     )
     args = parser.parse_args(argv)
@@ -41,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except OSError as exc:
         sys.exit(f"filestore-sandbox: cannot listen on port {args.port} ({exc})")
+    sandbox.latency = args.latency
     if args.precompute:
         sandbox.precompute(args.precompute)
     config = sandbox.config()

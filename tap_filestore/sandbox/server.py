@@ -89,6 +89,8 @@ class Sandbox:
         self.include_total = include_total
         self.total_override: int | None = None
         self.ignore_offset = False
+        #: Seconds every page answer waits, as a distant API's round trip does.
+        self.latency = 0.0
         self.token_ttl = token_ttl
         self.modified_since_param = modified_since_param
         self.client_id = CLIENT_ID
@@ -343,6 +345,8 @@ class _Handler(BaseHTTPRequestHandler):
                 400, {"error": "invalid_request", "message": str(exc)}, url.path, params
             )
             return
+        if self.sandbox.latency:
+            time.sleep(self.sandbox.latency)
         if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
             message = f"offset must be >= 0 and limit 1..{MAX_PAGE_SIZE}"
             self._json(

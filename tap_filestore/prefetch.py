@@ -1,0 +1,100 @@
+"""Fetching the next pages while the current one is emitted."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import typing as t
+from concurrent.futures import Future, ThreadPoolExecutor
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from tap_filestore.page import decode_page, url_params
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import requests
+
+logger = logging.getLogger(__name__)
+
+
+class PageFetcher:
+    """Hands out pages in the order they are asked for, fetching ahead when it can.
+
+    Once a page says how many files there are (`total`), the pages after it are
+    independent: up to `width - 1` of them are requested in a small pool while
+    the caller emits the current one. Records still come out in order, since
+    the caller asks for offsets in order. Without `total`, or after the API
+    rate limits, pages are fetched one at a time.
+    """
+
+    def __init__(
+        self, send: Callable[[requests.PreparedRequest], requests.Response], width: int
+    ) -> None:
+        """Fetch with `send` (retries included), at most `width` requests at once."""
+        self._send = send
+        self._width = width
+        self._pool = ThreadPoolExecutor(width - 1, "prefetch") if width > 1 else None
+        self._ahead: dict[int, Future[requests.Response]] = {}
+        self._lock = threading.Lock()
+
+    def fetch(self, request: requests.PreparedRequest) -> requests.Response:
+        """Return the answer to `request`, fetched ahead or now."""
+        offset = _offset(request)
+        with self._lock:
+            ahead = self._ahead.pop(offset, None)
+        response = ahead.result() if ahead else self._send(request)
+        self._fetch_ahead(request, offset, response)
+        return response
+
+    def one_at_a_time(self) -> None:
+        """Stop fetching ahead (the API asked us to slow down)."""
+        if self._width > 1:
+            logger.warning("Rate limited: fetching one page at a time from now on")
+        self._width = 1
+
+    def close(self) -> None:
+        """Drop pages fetched ahead that nobody asked for."""
+        with self._lock:
+            for future in self._ahead.values():
+                future.cancel()
+            self._ahead.clear()
+        if self._pool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _fetch_ahead(
+        self,
+        request: requests.PreparedRequest,
+        offset: int,
+        response: requests.Response,
+    ) -> None:
+        if self._pool is None or self._width <= 1:
+            return
+        page = decode_page(response)
+        limit = int(url_params(request.url)["limit"])
+        if page.total is None or len(page.files) < limit:
+            return
+        with self._lock:
+            for step in range(1, self._width):
+                later = offset + step * limit
+                if later >= page.total:
+                    break
+                if later not in self._ahead:
+                    self._ahead[later] = self._pool.submit(
+                        self._send, _at_offset(request, later)
+                    )
+
+
+def _offset(request: requests.PreparedRequest) -> int:
+    return int(url_params(request.url).get("offset", 0))
+
+
+def _at_offset(
+    request: requests.PreparedRequest, offset: int
+) -> requests.PreparedRequest:
+    """Return a copy of the page request for another offset."""
+    parts = urlsplit(request.url or "")
+    query = {**url_params(request.url), "offset": str(offset)}
+    later = request.copy()
+    later.url = urlunsplit(parts._replace(query=urlencode(query)))
+    return later

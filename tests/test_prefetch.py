@@ -1,0 +1,78 @@
+"""Fetching pages ahead: same records, same order, pages in flight, backs off on 429."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import pytest
+
+from tap_filestore.errors import RetriesExhaustedError
+from tap_filestore.sandbox import Sandbox
+from tests.conftest import FAST_RETRIES, expected_records, sync
+
+
+@pytest.mark.parametrize("width", [2, 4, 16])
+def test_fetching_ahead_emits_the_same_records_in_the_same_order(width: int) -> None:
+    with Sandbox(1234) as api:
+        config = api.config(**FAST_RETRIES, page_size=50)
+        one = sync({**config, "max_concurrent_requests": 1})
+        api.requests.clear()
+
+        many = sync({**config, "max_concurrent_requests": width})
+
+        assert many.records == one.records
+        assert many.bookmark == one.bookmark
+        assert sorted(many.ids) == sorted(expected_records(api))
+        offsets = sorted(int(r.params["offset"]) for r in api.page_requests())
+        assert offsets == list(range(0, 1234, 50))  # each page once, none past total
+
+
+def test_pages_are_in_flight_together_when_total_is_known() -> None:
+    with Sandbox(800) as api:
+        api.latency = 0.2
+        config = api.config(**FAST_RETRIES, max_concurrent_requests=4)
+
+        sync(config)
+
+        starts = [r.at for r in api.page_requests()]
+        overlapping = sum(1 for a, b in itertools.pairwise(starts) if b - a < 0.1)
+        assert overlapping >= 3
+
+
+def test_without_total_pages_come_one_at_a_time() -> None:
+    with Sandbox(800, include_total=False) as api:
+        api.latency = 0.1
+        config = api.config(**FAST_RETRIES, max_concurrent_requests=4)
+
+        result = sync(config)
+
+        starts = sorted(r.at for r in api.page_requests())
+        assert all(b - a >= 0.09 for a, b in itertools.pairwise(starts))
+        assert len(result.records) == 800
+
+
+def test_a_429_stops_fetching_ahead(
+    waits: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    with Sandbox(2000) as api:
+        api.inject("status", status=429, skip=3)
+        config = api.config(**FAST_RETRIES, max_concurrent_requests=4)
+
+        with caplog.at_level(logging.WARNING):
+            result = sync(config)
+
+        assert sorted(result.ids) == sorted(expected_records(api))
+        assert "fetching one page at a time from now on" in caplog.text
+        assert len(waits) == 1
+
+
+def test_a_failure_of_a_page_fetched_ahead_fails_the_sync_at_that_page(
+    waits: list[float],
+) -> None:
+    with Sandbox(1000) as api:
+        api.inject("status", status=500, skip=5, times=20)
+        config = api.config(**FAST_RETRIES, max_concurrent_requests=4, max_retries=1)
+
+        with pytest.raises(RetriesExhaustedError, match="failed after 2 attempts"):
+            sync(config)
