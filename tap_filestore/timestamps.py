@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 import pendulum
+
+_UTC_FORM = re.compile(
+    r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(?:Z|\+00:00)\Z", re.ASCII
+)
 
 
 def parse_instant(value: str) -> datetime:
@@ -52,4 +57,9 @@ def normalize(value: str | None) -> str | None:
     """Return `value` as an emitted date-time; None stays None."""
     if value is None:
         return None
+    if isinstance(value, str) and (utc := _UTC_FORM.match(value)):
+        # Already UTC: check the date and time, then only pad the fraction.
+        # (A third of the per-record cost of the tap otherwise.)
+        datetime.fromisoformat(utc[1])
+        return f"{utc[1]}.{(utc[2] or '').ljust(6, '0')}+00:00"
     return format_instant(parse_instant(value))

@@ -1,0 +1,214 @@
+"""Benchmark tap-filestore against the raw HTTP ceiling, dlt and tap-rest-api-msdk.
+
+Each contender runs as its own process against one sandbox process, one after
+another on the same machine; wall time and peak RSS come from the OS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+DLT_PYTHON = ROOT / "benchmarks" / ".venv-dlt" / "bin" / "python"
+MSDK = ROOT / "benchmarks" / ".venv-msdk" / "bin" / "tap-rest-api-msdk"
+PAGE = 100
+
+
+def start_sandbox(
+    files: int, latency: float, workdir: Path
+) -> tuple[subprocess.Popen, dict]:
+    config_path = workdir / "sandbox.json"
+    server = subprocess.Popen(
+        [
+            str(BIN / "filestore-sandbox"),
+            "--files",
+            str(files),
+            "--port",
+            "0",
+            "--precompute",
+            str(PAGE),
+            "--latency",
+            str(latency),
+            "--write-config",
+            str(config_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    server.stdout.readline()  # the banner comes once every page is rendered
+    return server, json.loads(config_path.read_text())
+
+
+def measure(argv: list[str], *, env: dict | None = None) -> tuple[float, float, str]:
+    """Run argv; return wall seconds, peak RSS in MB and its stderr's last line."""
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, **(env or {})},
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        err.seek(0)
+        lines = err.read().decode(errors="replace").strip().splitlines()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{argv[0]} failed: {lines[-1] if lines else status}")
+    return wall, usage.ru_maxrss / 1024, lines[-1] if lines else ""
+
+
+def contenders(config: dict, workdir: Path, width: int) -> dict[str, list[str]]:
+    tap_config = workdir / "tap.json"
+    tap_config.write_text(json.dumps(config))
+    tap_ahead = workdir / "tap-ahead.json"
+    tap_ahead.write_text(json.dumps({**config, "max_concurrent_requests": width}))
+    runs = {
+        "raw requests loop": [
+            str(BIN / "python"),
+            str(ROOT / "benchmarks" / "raw_client.py"),
+            str(tap_config),
+        ],
+        "tap-filestore": [str(BIN / "tap-filestore"), "--config", str(tap_config)],
+        f"tap-filestore, {width} in flight": [
+            str(BIN / "tap-filestore"),
+            "--config",
+            str(tap_ahead),
+        ],
+    }
+    if DLT_PYTHON.exists():
+        runs["dlt rest_api_source"] = [
+            str(DLT_PYTHON),
+            str(ROOT / "benchmarks" / "dlt_client.py"),
+            str(tap_config),
+        ]
+    if MSDK.exists():
+        base = config["base_url"]
+        msdk_config = workdir / "msdk.json"
+        msdk_config.write_text(
+            json.dumps(
+                {
+                    "api_url": base,
+                    "auth_method": "oauth",
+                    "grant_type": "client_credentials",
+                    "client_id": config["client_id"],
+                    "client_secret": config["client_secret"],
+                    "access_token_url": f"{base}/oauth/token",
+                    "pagination_request_style": "simple_offset_paginator",
+                    "pagination_response_style": "offset",
+                    "pagination_page_size": PAGE,
+                    "pagination_initial_offset": 0,
+                    "offset_records_jsonpath": "$.files",
+                    "pagination_limit_per_page_param": "limit",
+                    "streams": [
+                        {
+                            "name": "files",
+                            "path": "/v1/files",
+                            "primary_keys": ["file_id"],
+                            "records_path": "$.files[*]",
+                        }
+                    ],
+                }
+            )
+        )
+        runs["tap-rest-api-msdk"] = [str(MSDK), "--config", str(msdk_config)]
+    return runs
+
+
+def sandbox_ceiling(tap_config: Path, clients: int) -> float:
+    """Files/s the sandbox serves to `clients` raw loops at once."""
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [
+                str(BIN / "python"),
+                str(ROOT / "benchmarks" / "raw_client.py"),
+                str(tap_config),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(clients)
+    ]
+    for proc in procs:
+        proc.wait()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "sizes", nargs="*", type=int, default=[10_000, 100_000, 1_000_000]
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds per page answer"
+    )
+    parser.add_argument(
+        "--width", type=int, default=4, help="max_concurrent_requests to try"
+    )
+    args = parser.parse_args()
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.platform()}; sandbox latency "
+        f"{args.latency * 1000:.0f} ms/page, page size {PAGE}\n"
+    )
+    print("| contender | files | seconds | records/s | requests/s | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    results: dict[tuple[str, int], tuple[float, float]] = {}
+    for files in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            server, config = start_sandbox(files, args.latency, workdir)
+            try:
+                requests_made = math.ceil(files / PAGE) + 1
+                for name, argv in contenders(config, workdir, args.width).items():
+                    try:
+                        wall, rss, _ = measure(argv)
+                    except RuntimeError as exc:
+                        print(f"| {name} | {files:,} | failed: {exc} | | | |")
+                        continue
+                    results[name, files] = (files / wall, rss)
+                    print(
+                        f"| {name} | {files:,} | {wall:.2f} | {files / wall:,.0f} | "
+                        f"{requests_made / wall:,.0f} | {rss:.0f} |",
+                        flush=True,
+                    )
+                two = sandbox_ceiling(workdir / "tap.json", 2)
+                name = "sandbox ceiling (2 raw loops at once)"
+                print(
+                    f"| {name} | {2 * files:,} | {two:.2f} | "
+                    f"{2 * files / two:,.0f} | {2 * requests_made / two:,.0f} | |",
+                    flush=True,
+                )
+            finally:
+                server.terminate()
+                server.wait()
+
+    print()
+    for files in args.sizes:
+        tap = results.get(("tap-filestore", files))
+        if not tap:
+            continue
+        for peer in ("raw requests loop", "dlt rest_api_source", "tap-rest-api-msdk"):
+            if (peer, files) in results:
+                ratio = tap[0] / results[peer, files][0]
+                print(f"{files:,} files: tap / {peer} = {ratio:.2f}x")
+    small, large = min(args.sizes), max(args.sizes)
+    if ("tap-filestore", small) in results and ("tap-filestore", large) in results:
+        growth = results["tap-filestore", large][1] / results["tap-filestore", small][1]
+        print(f"tap peak RSS at {large:,} / at {small:,} files = {growth:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
