@@ -22,6 +22,7 @@ BIN = ROOT / ".venv" / "bin"
 DLT_PYTHON = ROOT / "benchmarks" / ".venv-dlt" / "bin" / "python"
 MSDK = ROOT / "benchmarks" / ".venv-msdk" / "bin" / "tap-rest-api-msdk"
 PAGE = 100
+TAP = "tap-filestore, 1 in flight"
 
 
 def start_sandbox(
@@ -70,7 +71,7 @@ def measure(argv: list[str], *, env: dict | None = None) -> tuple[float, float, 
 
 def contenders(config: dict, workdir: Path, width: int) -> dict[str, list[str]]:
     tap_config = workdir / "tap.json"
-    tap_config.write_text(json.dumps(config))
+    tap_config.write_text(json.dumps({**config, "max_concurrent_requests": 1}))
     tap_ahead = workdir / "tap-ahead.json"
     tap_ahead.write_text(json.dumps({**config, "max_concurrent_requests": width}))
     runs = {
@@ -79,7 +80,7 @@ def contenders(config: dict, workdir: Path, width: int) -> dict[str, list[str]]:
             str(ROOT / "benchmarks" / "raw_client.py"),
             str(tap_config),
         ],
-        "tap-filestore": [str(BIN / "tap-filestore"), "--config", str(tap_config)],
+        TAP: [str(BIN / "tap-filestore"), "--config", str(tap_config)],
         f"tap-filestore, {width} in flight": [
             str(BIN / "tap-filestore"),
             "--config",
@@ -197,7 +198,7 @@ def main() -> None:
 
     print()
     for files in args.sizes:
-        tap = results.get(("tap-filestore", files))
+        tap = results.get((TAP, files))
         if not tap:
             continue
         for peer in ("raw requests loop", "dlt rest_api_source", "tap-rest-api-msdk"):
@@ -205,8 +206,8 @@ def main() -> None:
                 ratio = tap[0] / results[peer, files][0]
                 print(f"{files:,} files: tap / {peer} = {ratio:.2f}x")
     small, large = min(args.sizes), max(args.sizes)
-    if ("tap-filestore", small) in results and ("tap-filestore", large) in results:
-        growth = results["tap-filestore", large][1] / results["tap-filestore", small][1]
+    if (TAP, small) in results and (TAP, large) in results:
+        growth = results[TAP, large][1] / results[TAP, small][1]
         print(f"tap peak RSS at {large:,} / at {small:,} files = {growth:.2f}x")
 
 

@@ -30,7 +30,12 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-FAST_RETRIES = {"backoff_factor": 0.01, "request_timeout": 5}
+#: Quick retries, and one page at a time so that injected faults hit known pages.
+FAST_RETRIES = {
+    "backoff_factor": 0.01,
+    "request_timeout": 5,
+    "max_concurrent_requests": 1,
+}
 _SANDBOXES: list[Sandbox] = []
 
 

@@ -31,7 +31,7 @@ def test_fetching_ahead_emits_the_same_records_in_the_same_order(width: int) -> 
 def test_pages_are_in_flight_together_when_total_is_known() -> None:
     with Sandbox(800) as api:
         api.latency = 0.2
-        config = api.config(**FAST_RETRIES, max_concurrent_requests=4)
+        config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": 4})
 
         sync(config)
 
@@ -43,7 +43,7 @@ def test_pages_are_in_flight_together_when_total_is_known() -> None:
 def test_without_total_pages_come_one_at_a_time() -> None:
     with Sandbox(800, include_total=False) as api:
         api.latency = 0.1
-        config = api.config(**FAST_RETRIES, max_concurrent_requests=4)
+        config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": 4})
 
         result = sync(config)
 
@@ -57,7 +57,7 @@ def test_a_429_stops_fetching_ahead(
 ) -> None:
     with Sandbox(2000) as api:
         api.inject("status", status=429, skip=3)
-        config = api.config(**FAST_RETRIES, max_concurrent_requests=4)
+        config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": 4})
 
         with caplog.at_level(logging.WARNING):
             result = sync(config)
@@ -72,7 +72,9 @@ def test_a_failure_of_a_page_fetched_ahead_fails_the_sync_at_that_page(
 ) -> None:
     with Sandbox(1000) as api:
         api.inject("status", status=500, skip=5, times=20)
-        config = api.config(**FAST_RETRIES, max_concurrent_requests=4, max_retries=1)
+        config = api.config(
+            **{**FAST_RETRIES, "max_concurrent_requests": 4}, max_retries=1
+        )
 
         with pytest.raises(RetriesExhaustedError, match="failed after 2 attempts"):
             sync(config)
