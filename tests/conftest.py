@@ -18,16 +18,17 @@ import backoff._sync
 import pytest
 
 from tap_filestore.sandbox import Sandbox
-from tap_filestore.sandbox.dataset import to_datetime
 from tap_filestore.sandbox.server import CLIENT_SECRET
 from tap_filestore.tap import TapFileStore
 from tap_filestore.timestamps import format_instant
 from tests.leaks import CHILD_OUTPUTS, leaked
 from tests.meltano_cli import require_plugin, unavailable
+from tests.pipeline import source
 from tests.postgres import Cluster, PostgresUnavailableError, start_cluster
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from datetime import datetime
     from pathlib import Path
 
 #: Quick retries, and one page at a time so that injected faults hit known pages.
@@ -114,18 +115,16 @@ def run_cli(
 def expected_records(sandbox: Sandbox) -> dict[str, dict]:
     """Compute, from the dataset's instants, the records the tap must emit."""
 
-    def instant(epoch_us: int | None) -> str | None:
-        return None if epoch_us is None else format_instant(to_datetime(epoch_us))
+    def emitted(moment: datetime | None) -> str | None:
+        return None if moment is None else format_instant(moment)
 
-    files = sandbox.dataset
     return {
-        f.file_id: {
-            "file_id": f.file_id,
-            "file_name": f.file_name,
-            "created_at": instant(f.created_us),
-            "modified_at": instant(f.modified_us),
+        file_id: {
+            **row,
+            "created_at": emitted(row["created_at"]),
+            "modified_at": emitted(row["modified_at"]),
         }
-        for f in (files.file(i) for i in files.live_indexes())
+        for file_id, row in source(sandbox).items()
     }
 
 

@@ -95,7 +95,6 @@ class Pipeline:
 
 def source(sandbox: Sandbox) -> dict[str, dict]:
     """What the table must hold: every live file, date-times as instants."""
-    files = sandbox.dataset
 
     def instant(epoch_us: int | None) -> datetime | None:
         return None if epoch_us is None else to_datetime(epoch_us)
@@ -107,7 +106,7 @@ def source(sandbox: Sandbox) -> dict[str, dict]:
             "created_at": instant(f.created_us),
             "modified_at": instant(f.modified_us),
         }
-        for f in (files.file(i) for i in files.live_indexes())
+        for f in sandbox.dataset.files()
     }
 
 

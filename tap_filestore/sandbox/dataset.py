@@ -158,9 +158,13 @@ class Dataset:
             return range(self._size)
         return [i for i in range(self._size) if i not in self._deleted]
 
+    def files(self) -> list[FileVersion]:
+        """Return every existing file, in listing order."""
+        return [self.file(i) for i in self.live_indexes()]
+
     def current(self) -> list[dict]:
         """Return every existing file as the API renders it."""
-        return [self.file(i).to_api() for i in self.live_indexes()]
+        return [f.to_api() for f in self.files()]
 
     def touch(self, indexes: list[int], at_us: int | None = None) -> list[str]:
         """Modify files now (new name, new `modified_at`); return their ids."""
