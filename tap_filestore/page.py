@@ -27,9 +27,9 @@ def url_params(url: str | None) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url or "").query))
 
 
-def page_offset(response: requests.Response) -> int:
-    """Return the `offset` the request for this answer asked for."""
-    return int(url_params(response.request.url).get("offset", 0))
+def url_offset(url: str | None) -> int:
+    """Return the `offset` a page request's URL asks for."""
+    return int(url_params(url).get("offset", 0))
 
 
 def decode_page(response: requests.Response) -> Page:
@@ -42,7 +42,7 @@ def decode_page(response: requests.Response) -> Page:
     cached = getattr(response, "_filestore_page", None)
     if cached is not None:
         return cached
-    offset = page_offset(response)
+    offset = url_offset(response.request.url)
     where = f"The page at offset {offset} of {urlsplit(response.url).path}"
     try:
         body = json.loads(response.content)

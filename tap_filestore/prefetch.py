@@ -8,7 +8,7 @@ import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from tap_filestore.page import decode_page, url_params
+from tap_filestore.page import decode_page, url_offset, url_params
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,7 +40,7 @@ class PageFetcher:
 
     def fetch(self, request: requests.PreparedRequest) -> requests.Response:
         """Return the answer to `request`, fetched ahead or now."""
-        offset = _offset(request)
+        offset = url_offset(request.url)
         with self._lock:
             ahead = self._ahead.pop(offset, None)
         response = ahead.result() if ahead else self._send(request)
@@ -83,10 +83,6 @@ class PageFetcher:
                     self._ahead[later] = self._pool.submit(
                         self._send, _at_offset(request, later)
                     )
-
-
-def _offset(request: requests.PreparedRequest) -> int:
-    return int(url_params(request.url).get("offset", 0))
 
 
 def _at_offset(
