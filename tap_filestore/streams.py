@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import typing as t
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from singer_sdk import typing as th
 from singer_sdk.helpers._state import PROGRESS_MARKERS
 from singer_sdk.helpers._typing import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.singerlib import RecordMessage
 from typing_extensions import override
 
 from tap_filestore.client import FileStoreStream
@@ -17,7 +20,7 @@ from tap_filestore.errors import MalformedPageError
 from tap_filestore.timestamps import format_instant, normalize, parse_instant
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     import requests
     from singer_sdk.helpers.types import Context
@@ -65,6 +68,9 @@ class FilesStream(FileStoreStream):
         finally:
             if self.fetcher:
                 self.fetcher.close()
+            # The SDK skips a STATE equal to the one before: do not leave the
+            # last RECORDs waiting for one.
+            self._tap.message_writer.flush()
         if self.paginator and self.paginator.listing_shrank:
             self._keep_starting_bookmark(context)
         elif fresh_start:
@@ -102,6 +108,42 @@ class FilesStream(FileStoreStream):
             return None
         self.progress.emitted += 1
         return row
+
+    @override
+    def generate_child_contexts(
+        self, record: dict, context: Context | None
+    ) -> Iterable[Context | None]:
+        # No child streams: the SDK's default would copy every record for them.
+        return ()
+
+    @override
+    def _generate_record_messages(self, record: dict) -> Iterator[RecordMessage]:
+        # The SDK walks the selection mask and the stream maps for every record
+        # (a fifth of the tap's time per record). When neither can change a
+        # record, its message is built directly: the same message, faster.
+        if not self._records_go_out_as_they_are:
+            yield from super()._generate_record_messages(record)
+            return
+        yield RecordMessage(
+            stream=self.name,
+            record=record,
+            version=self._stream_version,
+            time_extracted=datetime.now(timezone.utc),
+        )
+
+    @functools.cached_property
+    def _records_go_out_as_they_are(self) -> bool:
+        """Whether every property is selected and no stream map applies."""
+        maps = self.stream_maps
+        plain = (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and maps[0].stream_alias == self.name
+            and not (maps[0].flattening_options and maps[0].flattening_enabled)
+        )
+        return plain and all(
+            self.mask[("properties", name)] for name in self.schema["properties"]
+        )
 
     @override
     def get_replication_key_signpost(self, context: Context | None = None) -> t.Any:

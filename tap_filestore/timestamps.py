@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 
 import pendulum
 
+#: UTC, or no offset (taken as UTC): only the fraction needs padding.
 _UTC_FORM = re.compile(
-    r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(?:Z|\+00:00)\Z", re.ASCII
+    r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(?:Z|\+00:00)?\Z", re.ASCII
 )
 
 
@@ -58,7 +59,7 @@ def normalize(value: str | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, str) and (utc := _UTC_FORM.match(value)):
-        # Already UTC: check the date and time, then only pad the fraction.
+        # UTC already: check the date and time, then only pad the fraction.
         # (A third of the per-record cost of the tap otherwise.)
         datetime.fromisoformat(utc[1])
         return f"{utc[1]}.{(utc[2] or '').ljust(6, '0')}+00:00"

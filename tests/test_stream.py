@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tap_filestore.errors import MalformedPageError
 from tap_filestore.sandbox.server import MALFORMED_BODIES
+from tap_filestore.tap import TapFileStore
 from tap_filestore.timestamps import normalize
 from tests.conftest import expected_records, sync
 
@@ -38,6 +40,58 @@ def test_sync_emits_every_file_exactly_once_with_its_values(
 
     assert len(result.ids) == len(set(result.ids)) == 250
     assert {r["file_id"]: r for r in result.records} == expected_records(sandbox)
+
+
+def test_record_messages_carry_a_utc_extraction_time(config: dict) -> None:
+    started = datetime.now(timezone.utc)
+    result = sync(config)
+    ended = datetime.now(timezone.utc)
+
+    stamps = [
+        datetime.fromisoformat(m["time_extracted"]) for m in result.of_type("RECORD")
+    ]
+    assert len(stamps) == 250
+    assert all(s.utcoffset() == timedelta(0) and started <= s <= ended for s in stamps)
+
+
+def test_a_deselected_property_is_left_out_of_every_record(
+    sandbox: Sandbox, config: dict
+) -> None:
+    catalog = TapFileStore(config=config, parse_env_config=False).catalog_dict
+    for item in catalog["streams"][0]["metadata"]:
+        if item["breadcrumb"] == ["properties", "file_name"]:
+            item["metadata"]["selected"] = False
+
+    result = sync(config, catalog=catalog)
+
+    expected = {
+        file_id: {key: value for key, value in row.items() if key != "file_name"}
+        for file_id, row in expected_records(sandbox).items()
+    }
+    assert {r["file_id"]: r for r in result.records} == expected
+
+
+def test_stream_maps_rename_add_and_drop_properties(
+    sandbox: Sandbox, config: dict
+) -> None:
+    maps = {
+        "files": {
+            "__alias__": "documents",
+            "file_key": "'f-' + file_id",
+            "created_at": "__NULL__",
+        }
+    }
+
+    result = sync({**config, "stream_maps": maps})
+
+    assert {m["stream"] for m in result.of_type("RECORD")} == {"documents"}
+    expected = expected_records(sandbox)
+    assert len(result.records) == len(expected)
+    for record in result.records:
+        row = expected[record["file_id"]]
+        assert "created_at" not in record
+        assert record["file_key"] == f"f-{record['file_id']}"
+        assert record["modified_at"] == row["modified_at"]
 
 
 def test_dataset_exercises_nulls_missing_keys_and_unicode(sandbox: Sandbox) -> None:
