@@ -22,7 +22,7 @@ BIN = ROOT / ".venv" / "bin"
 DLT_PYTHON = ROOT / "benchmarks" / ".venv-dlt" / "bin" / "python"
 MSDK = ROOT / "benchmarks" / ".venv-msdk" / "bin" / "tap-rest-api-msdk"
 PAGE = 100
-TAP = "tap-filestore, 1 in flight"
+TAP = "tap-filestore (defaults)"
 
 
 def start_sandbox(
@@ -69,11 +69,11 @@ def measure(argv: list[str], *, env: dict | None = None) -> tuple[float, float, 
     return wall, usage.ru_maxrss / 1024, lines[-1] if lines else ""
 
 
-def contenders(config: dict, workdir: Path, width: int) -> dict[str, list[str]]:
+def contenders(config: dict, workdir: Path) -> dict[str, list[str]]:
     tap_config = workdir / "tap.json"
-    tap_config.write_text(json.dumps({**config, "max_concurrent_requests": 1}))
-    tap_ahead = workdir / "tap-ahead.json"
-    tap_ahead.write_text(json.dumps({**config, "max_concurrent_requests": width}))
+    tap_config.write_text(json.dumps(config))
+    one_at_a_time = workdir / "tap-1.json"
+    one_at_a_time.write_text(json.dumps({**config, "max_concurrent_requests": 1}))
     runs = {
         "raw requests loop": [
             str(BIN / "python"),
@@ -81,10 +81,10 @@ def contenders(config: dict, workdir: Path, width: int) -> dict[str, list[str]]:
             str(tap_config),
         ],
         TAP: [str(BIN / "tap-filestore"), "--config", str(tap_config)],
-        f"tap-filestore, {width} in flight": [
+        "tap-filestore, 1 in flight": [
             str(BIN / "tap-filestore"),
             "--config",
-            str(tap_ahead),
+            str(one_at_a_time),
         ],
     }
     if DLT_PYTHON.exists():
@@ -177,9 +177,6 @@ def main() -> None:
         "--latency", type=float, default=0.0, help="seconds per page answer"
     )
     parser.add_argument(
-        "--width", type=int, default=4, help="max_concurrent_requests to try"
-    )
-    parser.add_argument(
         "--repeat",
         type=int,
         default=3,
@@ -201,7 +198,7 @@ def main() -> None:
             workdir = Path(tmp)
             server, config = start_sandbox(files, args.latency, workdir)
             try:
-                runs = contenders(config, workdir, args.width)
+                runs = contenders(config, workdir)
                 walls = rounds(runs, args.repeat)
                 requests_made = math.ceil(files / PAGE) + 1
                 for name, measured in walls.items():

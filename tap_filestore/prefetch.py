@@ -17,15 +17,23 @@ if t.TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: An API that answers a page quicker than this is not worth fetching ahead from.
+QUICK_ANSWER_S = 0.003
+
 
 class PageFetcher:
-    """Hands out pages in the order they are asked for, fetching ahead when it can.
+    """Hands out pages in the order they are asked for, fetching ahead when it pays.
 
     Once a page says how many files there are (`total`), the pages after it are
     independent: up to `width - 1` of them are requested in a small pool while
     the caller emits the current one. Records still come out in order, since
     the caller asks for offsets in order. Without `total`, or after the API
     rate limits, pages are fetched one at a time.
+
+    Fetching ahead hides the API's answer time behind the caller's work, but
+    the threads share one interpreter lock: when the API answers the second
+    page in under `QUICK_ANSWER_S`, they would cost more than they hide, and
+    pages are fetched one at a time.
     """
 
     def __init__(
@@ -37,14 +45,21 @@ class PageFetcher:
         self._pool = ThreadPoolExecutor(width - 1, "prefetch") if width > 1 else None
         self._ahead: dict[int, Future[requests.Response]] = {}
         self._lock = threading.Lock()
+        self._answers_slowly: bool | None = None
 
     def fetch(self, request: requests.PreparedRequest) -> requests.Response:
         """Return the answer to `request`, fetched ahead or now."""
         offset = url_offset(request.url)
         with self._lock:
             ahead = self._ahead.pop(offset, None)
-        response = ahead.result() if ahead else self._send(request)
-        self._fetch_ahead(request, offset, response)
+        if ahead:
+            response = ahead.result()
+        else:
+            response = self._send(request)
+            if offset and self._answers_slowly is None:
+                self._judge_answer_time(response)
+        if self._answers_slowly:
+            self._fetch_ahead(request, offset, response)
         return response
 
     def one_at_a_time(self) -> None:
@@ -61,6 +76,20 @@ class PageFetcher:
             self._ahead.clear()
         if self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _judge_answer_time(self, response: requests.Response) -> None:
+        """Decide, from the answer time of a page after the first, to fetch ahead.
+
+        The first page also pays for the token and the connection: it says
+        little about the API's own answer time.
+        """
+        seconds = response.elapsed.total_seconds()
+        self._answers_slowly = seconds >= QUICK_ANSWER_S
+        if self._pool and not self._answers_slowly:
+            logger.info(
+                "The API answers a page in %.1f ms: fetching one page at a time",
+                seconds * 1000,
+            )
 
     def _fetch_ahead(
         self,

@@ -1,4 +1,8 @@
-"""Fetching pages ahead: same records, same order, pages in flight, backs off on 429."""
+"""Fetching pages ahead: same records, same order, pages in flight, backs off on 429.
+
+The sandbox answers in well under a millisecond, too quick to fetch ahead from:
+tests of fetching ahead give it the answer time of a distant API.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,19 @@ import logging
 
 import pytest
 
+from tap_filestore import prefetch
 from tap_filestore.errors import RetriesExhaustedError
 from tap_filestore.sandbox import Sandbox
 from tests.conftest import FAST_RETRIES, expected_records, sync
+
+#: Seconds a page answer takes from a distant API.
+DISTANT = 0.01
 
 
 @pytest.mark.parametrize("width", [2, 4, 16])
 def test_fetching_ahead_emits_the_same_records_in_the_same_order(width: int) -> None:
     with Sandbox(1234) as api:
+        api.latency = DISTANT
         config = api.config(**FAST_RETRIES, page_size=50)
         one = sync({**config, "max_concurrent_requests": 1})
         api.requests.clear()
@@ -40,6 +49,30 @@ def test_pages_are_in_flight_together_when_total_is_known() -> None:
         assert overlapping >= 3
 
 
+def test_an_api_that_answers_quickly_is_read_one_page_at_a_time(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In this process the sandbox answers in a few ms (it shares the
+    # interpreter lock with the tap): count that as quick.
+    monkeypatch.setattr(prefetch, "QUICK_ANSWER_S", 0.04)
+    with Sandbox(2000) as api:
+        config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": 4})
+
+        def slow_down() -> None:  # once the tap has judged the second page
+            api.latency = 0.05
+
+        api.inject("call", skip=2, action=slow_down)
+
+        with caplog.at_level(logging.INFO):
+            result = sync(config)
+
+        starts = [r.at for r in api.page_requests()][2:]
+        assert len(starts) == 18
+        assert all(b - a >= 0.045 for a, b in itertools.pairwise(starts))
+        assert "fetching one page at a time" in caplog.text
+        assert sorted(result.ids) == sorted(expected_records(api))
+
+
 def test_without_total_pages_come_one_at_a_time() -> None:
     with Sandbox(800, include_total=False) as api:
         api.latency = 0.1
@@ -56,6 +89,7 @@ def test_a_429_stops_fetching_ahead(
     waits: list[float], caplog: pytest.LogCaptureFixture
 ) -> None:
     with Sandbox(2000) as api:
+        api.latency = DISTANT
         api.inject("status", status=429, skip=3)
         config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": 4})
 
@@ -71,6 +105,7 @@ def test_a_failure_of_a_page_fetched_ahead_fails_the_sync_at_that_page(
     waits: list[float],
 ) -> None:
     with Sandbox(1000) as api:
+        api.latency = DISTANT
         api.inject("status", status=500, skip=5, times=20)
         config = api.config(
             **{**FAST_RETRIES, "max_concurrent_requests": 4}, max_retries=1
