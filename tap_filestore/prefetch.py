@@ -25,7 +25,7 @@ class PageFetcher:
     """Hands out pages in the order they are asked for, fetching ahead when it pays.
 
     Once a page says how many files there are (`total`), the pages after it are
-    independent: up to `width - 1` of them are requested in a small pool while
+    independent: up to `width` of them are requested in a small pool while
     the caller emits the current one. Records still come out in order, since
     the caller asks for offsets in order. Without `total`, or after the API
     rate limits, pages are fetched one at a time.
@@ -42,7 +42,7 @@ class PageFetcher:
         """Fetch with `send` (retries included), at most `width` requests at once."""
         self._send = send
         self._width = width
-        self._pool = ThreadPoolExecutor(width - 1, "prefetch") if width > 1 else None
+        self._pool = ThreadPoolExecutor(width, "prefetch") if width > 1 else None
         self._ahead: dict[int, Future[requests.Response]] = {}
         self._lock = threading.Lock()
         self._answers_slowly: bool | None = None
@@ -104,7 +104,7 @@ class PageFetcher:
         if page.total is None or len(page.files) < limit:
             return
         with self._lock:
-            for step in range(1, self._width):
+            for step in range(1, self._width + 1):
                 later = offset + step * limit
                 if later >= page.total:
                     break

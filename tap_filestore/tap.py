@@ -112,8 +112,9 @@ class TapFileStore(Tap):
             "max_concurrent_requests",
             th.IntegerType(minimum=1, maximum=16),
             default=DEFAULT_MAX_CONCURRENT_REQUESTS,
-            description="Page requests in flight at once when `total` is known; "
-            "records are still emitted in order.",
+            description="Most page requests in flight at once, once `total` is "
+            "known and if the API takes 3 ms or more to answer a page; records are "
+            "still emitted in order.",
         ),
         th.Property(
             "lookback_window",
