@@ -50,23 +50,18 @@ def start_sandbox(
     return server, json.loads(config_path.read_text())
 
 
-def measure(argv: list[str], *, env: dict | None = None) -> tuple[float, float, str]:
-    """Run argv; return wall seconds, peak RSS in MB and its stderr's last line."""
+def measure(argv: list[str]) -> tuple[float, float]:
+    """Run argv; return its wall seconds and peak RSS in MB."""
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        child = subprocess.Popen(
-            argv,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env={**os.environ, **(env or {})},
-        )
+        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
         err.seek(0)
         lines = err.read().decode(errors="replace").strip().splitlines()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{argv[0]} failed: {lines[-1] if lines else status}")
-    return wall, usage.ru_maxrss / 1024, lines[-1] if lines else ""
+    return wall, usage.ru_maxrss / 1024
 
 
 def contenders(config: dict, workdir: Path) -> dict[str, list[str]]:
@@ -128,24 +123,23 @@ def contenders(config: dict, workdir: Path) -> dict[str, list[str]]:
 
 def rounds(
     runs: dict[str, list[str]], repeat: int
-) -> dict[str, list[tuple[float, float]] | str]:
-    """Run every contender once per round; return (wall, RSS) per run, or why not.
+) -> tuple[dict[str, list[tuple[float, float]]], dict[str, str]]:
+    """Run every contender once per round; return (wall, RSS) per run, and failures.
 
     Rounds interleave the contenders, so a slow spell of a shared machine
-    slows all of them rather than one.
+    slows all of them rather than one. A contender that fails is not run again.
     """
-    walls: dict[str, list[tuple[float, float]] | str] = {name: [] for name in runs}
+    measured: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    failed: dict[str, str] = {}
     for _ in range(repeat):
         for name, argv in runs.items():
-            if isinstance(walls[name], str):
+            if name in failed:
                 continue
             try:
-                wall, rss, _ = measure(argv)
+                measured[name].append(measure(argv))
             except RuntimeError as exc:
-                walls[name] = str(exc)
-                continue
-            walls[name].append((wall, rss))  # type: ignore[union-attr]
-    return walls
+                failed[name] = str(exc)
+    return measured, failed
 
 
 def sandbox_ceiling(tap_config: Path, clients: int) -> float:
@@ -199,15 +193,15 @@ def main() -> None:
             server, config = start_sandbox(files, args.latency, workdir)
             try:
                 runs = contenders(config, workdir)
-                walls = rounds(runs, args.repeat)
+                measured, failed = rounds(runs, args.repeat)
                 requests_made = math.ceil(files / PAGE) + 1
-                for name, measured in walls.items():
-                    if isinstance(measured, str):
-                        print(f"| {name} | {files:,} | failed: {measured} | | | |")
+                for name in runs:
+                    if name in failed:
+                        print(f"| {name} | {files:,} | failed: {failed[name]} | | | |")
                         continue
-                    best = min(wall for wall, _ in measured)
-                    worst = max(wall for wall, _ in measured)
-                    rss = max(rss for _, rss in measured)
+                    best = min(wall for wall, _ in measured[name])
+                    worst = max(wall for wall, _ in measured[name])
+                    rss = max(rss for _, rss in measured[name])
                     results[name, files] = (files / best, rss)
                     print(
                         f"| {name} | {files:,} | {best:.2f} ({worst:.2f}) | "
