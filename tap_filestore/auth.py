@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import typing as t
 from http import HTTPStatus
 
-import requests
 from requests.hooks import default_hooks
 from singer_sdk.authenticators import OAuthAuthenticator
 from singer_sdk.exceptions import RetriableAPIError
@@ -14,6 +14,11 @@ from singer_sdk.helpers._util import utc_now
 from typing_extensions import override
 
 from tap_filestore.errors import AuthenticationError
+from tap_filestore.redact import add_secret
+from tap_filestore.session import GuardedSession
+
+if t.TYPE_CHECKING:
+    import requests
 
 #: Lifetime assumed when the token endpoint sends no `expires_in`.
 DEFAULT_TOKEN_LIFETIME_S = 3600
@@ -49,8 +54,9 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
             oauth_scopes=scope,
             default_expiration=DEFAULT_TOKEN_LIFETIME_S,
         )
-        # A plain session: retries belong to the stream's policy, not urllib3's.
-        self._session = requests.Session()
+        # Retries belong to the stream's policy, not urllib3's; the session
+        # bounds each token request by `timeout` in all.
+        self._session = GuardedSession(token_url, timeout)
         self._timeout = timeout
         self._lock = threading.Lock()
         self.tokens_fetched = 0
@@ -80,36 +86,77 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
     def update_access_token(self) -> None:
         self.logger.info("Requesting a new access token from %s", self.auth_endpoint)
         requested_at = utc_now()
+        # Not followed: a redirect would carry the secret in its body elsewhere.
         response = self._session.post(
             self.auth_endpoint,
             data=self.oauth_request_payload,
-            headers=self._oauth_headers,
             timeout=self._timeout,
+            allow_redirects=False,
         )
         status = response.status_code
+        endpoint = f"The token endpoint {self.auth_endpoint}"
         if status in RETRYABLE_STATUSES:
             msg = f"token endpoint {self.auth_endpoint} answered {status}"
             raise RetriableAPIError(msg, response)
+        if response.is_redirect:
+            msg = (
+                f"{endpoint} redirected ({status}) to "
+                f"{response.headers.get('Location')}: the tap does not send the "
+                "client secret on. Set token_url to the address that issues tokens."
+            )
+            raise AuthenticationError(msg)
+        if status == HTTPStatus.NOT_FOUND:
+            msg = f"{endpoint} was not found (404). Check token_url (and base_url)."
+            raise AuthenticationError(msg)
         if status >= HTTPStatus.BAD_REQUEST:
             msg = (
-                f"The token endpoint {self.auth_endpoint} refused the client: "
+                f"{endpoint} refused the client: "
                 f"{status} {_oauth_error(response)}. "
                 "Check client_id, client_secret, scope and token_url."
             )
             raise AuthenticationError(msg)
-        try:
-            answer = response.json()
-            self.access_token = str(answer["access_token"])
-            expires_in = answer.get("expires_in")
-            self.expires_in = int(expires_in) if expires_in else None
-        except (ValueError, KeyError, TypeError) as exc:
-            msg = (
-                f"The token endpoint {self.auth_endpoint} answered {status} without "
-                "a JSON access_token. Check token_url."
-            )
-            raise AuthenticationError(msg) from exc
+        token, expires_in = self._read_token_answer(response)
+        add_secret(token)
+        self.access_token = token
+        self.expires_in = expires_in
         self.last_refreshed = requested_at
         self.tokens_fetched += 1
+
+    def _read_token_answer(self, response: requests.Response) -> tuple[str, int | None]:
+        """Return the token and its lifetime (None: unknown) from a 2xx answer."""
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token.strip():
+            msg = (
+                f"The token endpoint {self.auth_endpoint} answered "
+                f"{response.status_code} without an access_token string. "
+                "Check token_url."
+            )
+            raise AuthenticationError(msg)
+        return token, self._lifetime(answer.get("expires_in"))  # type: ignore[union-attr]
+
+    def _lifetime(self, expires_in: object) -> int | None:
+        """Read `expires_in` as seconds, numeric strings included."""
+        if expires_in is None:
+            return None
+        try:
+            if isinstance(expires_in, bool):
+                raise TypeError  # noqa: TRY301
+            seconds = float(expires_in)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.logger.warning(
+                "The token endpoint sent expires_in=%r, not a number of seconds: "
+                "renewing the token after %d s",
+                expires_in,
+                DEFAULT_TOKEN_LIFETIME_S,
+            )
+            return None
+        return int(seconds)
 
     @override
     def authenticate_request(
@@ -134,6 +181,10 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         The SDK treats a 401 as fatal; a token revoked or expired early is not.
         """
         if response.status_code != HTTPStatus.UNAUTHORIZED:
+            return response
+        if "Authorization" not in response.request.headers:
+            # Answered by a redirect target of another origin, which never had
+            # the token: no reason to hand it one.
             return response
         with self._lock:
             if response.request.headers.get("Authorization") == (

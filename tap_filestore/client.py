@@ -9,6 +9,7 @@ import time
 import typing as t
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
+from urllib.parse import urlsplit
 
 import backoff
 import requests
@@ -26,6 +27,8 @@ from tap_filestore.page import decode_page
 from tap_filestore.pagination import FilesPaginator
 from tap_filestore.prefetch import PageFetcher
 from tap_filestore.progress import SyncProgress
+from tap_filestore.redact import redact
+from tap_filestore.session import GuardedSession, origin
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
@@ -67,16 +70,15 @@ class FileStoreStream(RESTStream[int]):
     def timeout(self) -> float:  # type: ignore[override]
         return float(self.config["request_timeout"])
 
-    @property
+    @functools.cached_property
     @override
-    def requests_session(self) -> requests.Session:
-        session = super().requests_session
-        if session.trust_env:
-            # requests scans os.environ for proxy settings on every request;
-            # resolve them once for the API host instead.
-            session.proxies.update(requests.utils.get_environ_proxies(self.url_base))
-            session.verify = _ca_bundle_from_environment() or session.verify
-            session.trust_env = False
+    def requests_session(self) -> requests.Session:  # type: ignore[override]
+        session = GuardedSession(self.url_base, self.timeout)
+        # requests scans os.environ for proxy settings on every request;
+        # resolve them once for the API host instead.
+        session.proxies.update(requests.utils.get_environ_proxies(self.url_base))
+        session.verify = _ca_bundle_from_environment() or session.verify
+        session.trust_env = False
         return session
 
     @property
@@ -122,7 +124,7 @@ class FileStoreStream(RESTStream[int]):
         if status < HTTPStatus.BAD_REQUEST:
             return
         if status in RETRYABLE_STATUSES:
-            raise RetriableAPIError(f"{status} {response.reason}", response)
+            raise RetriableAPIError(redact(f"{status} {response.reason}"), response)
         where = f"{response.request.method} {_path(response)}"
         if status == HTTPStatus.UNAUTHORIZED:
             msg = (
@@ -152,14 +154,9 @@ class FileStoreStream(RESTStream[int]):
             try:
                 return with_retries(prepared_request, None)
             except RETRYABLE_EXCEPTIONS as exc:
-                attempts = self.backoff_max_tries()
-                msg = (
-                    f"{prepared_request.method} {prepared_request.path_url} failed "
-                    f"after {attempts} attempts: {_describe(exc)}. The API is "
-                    "unreachable or overloaded: check base_url and try again later, "
-                    "or raise max_retries."
-                )
-                raise RetriesExhaustedError(msg) from None
+                raise RetriesExhaustedError(
+                    self._exhausted(prepared_request, exc)
+                ) from None
 
         self.fetcher = PageFetcher(send, int(self.config["max_concurrent_requests"]))
 
@@ -170,6 +167,31 @@ class FileStoreStream(RESTStream[int]):
             return self.fetcher.fetch(prepared_request)
 
         return request
+
+    def _exhausted(
+        self, page_request: requests.PreparedRequest, exc: BaseException
+    ) -> str:
+        """Say which request failed after every retry, and what to check."""
+        attempts = self.backoff_max_tries()
+        failed = _failed_url(exc)
+        token_url = self.authenticator.auth_endpoint
+        if (
+            failed
+            and origin(failed) == origin(token_url)
+            and (urlsplit(failed).path == urlsplit(token_url).path)
+        ):
+            return (
+                f"The token endpoint {token_url} (host {urlsplit(token_url).netloc}) "
+                f"failed after {attempts} attempts: {_describe(exc)}. Check token_url "
+                "(its default is base_url/oauth/token) and try again later, or "
+                "raise max_retries."
+            )
+        return (
+            f"{page_request.method} {page_request.path_url} failed "
+            f"after {attempts} attempts: {_describe(exc)}. The API is "
+            "unreachable or overloaded: check base_url and try again later, "
+            "or raise max_retries."
+        )
 
     @override
     def backoff_max_tries(self) -> int:
@@ -254,13 +276,20 @@ def _api_error_text(response: requests.Response) -> str:
     return " ".join(str(body or response.reason).split())[:300]
 
 
+def _failed_url(exc: BaseException) -> str | None:
+    """Return the URL of the request an exception is about, if it says."""
+    response = getattr(exc, "response", None)
+    request = getattr(exc, "request", None) or getattr(response, "request", None)
+    return getattr(request, "url", None)
+
+
 def _describe(exc: BaseException) -> str:
     """Say in a few words why a request failed."""
     if isinstance(exc, RetriableAPIError) and exc.response is not None:
         response = exc.response
         return f"{response.status_code} {response.reason} from {_path(response)}"
     if isinstance(exc, requests.exceptions.Timeout):
-        return "no answer within request_timeout"
+        return "no complete answer within request_timeout"
     if isinstance(exc, requests.exceptions.ConnectionError):
         reason = _OS_ERROR.search(str(exc))
         return (

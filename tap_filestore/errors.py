@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from tap_filestore.redact import redact
+
 
 class FileStoreError(Exception):
-    """A failure whose message alone tells the user what failed and what to do."""
+    """A failure whose message alone tells the user what failed and what to do.
+
+    Its message never holds a secret the tap knows, whatever the API echoed.
+    """
+
+    def __init__(self, message: str) -> None:
+        """Keep `message`, secrets masked."""
+        super().__init__(redact(message))
 
 
 class AuthenticationError(FileStoreError):
@@ -24,4 +33,17 @@ class MalformedPageError(FileStoreError):
 
 
 class PaginationLoopError(FileStoreError):
-    """The API returned the same page again: it ignores `offset`."""
+    """The API answers pages it answered before: paging would never end."""
+
+
+class InvalidStateError(FileStoreError):
+    """The input state is not JSON, has the wrong shape, or a bad bookmark."""
+
+
+class SyncStoppedError(FileStoreError):
+    """The sync was stopped before every record went out (a signal, closed output)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        """Keep the message and the exit code the process ends with."""
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 import typing as t
 from datetime import datetime, timedelta, timezone
@@ -33,6 +34,13 @@ class _DropNullBookmarkWarnings(logging.Filter):
         return record.getMessage() != "New replication value is null"
 
 
+class _DropFailureNotice(logging.Filter):
+    """The SDK logs this before re-raising; the error's own line follows once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("An unhandled error occurred")
+
+
 logging.getLogger("singer_sdk").addFilter(_DropNullBookmarkWarnings())
 
 
@@ -56,10 +64,13 @@ class FilesStream(FileStoreStream):
     ).to_dict()
 
     _since: str | None = None
+    #: The first file whose text had to be replaced this sync, if any.
+    _replaced_text_in: str | None = None
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         self._since = self._modified_since(context)
+        self._replaced_text_in = None
         fresh_start = self._bookmark(context) is None
         if fresh_start:
             self._stream_version = int(time.time() * 1000)
@@ -95,11 +106,29 @@ class FilesStream(FileStoreStream):
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
         files = super().parse_response(response)
         try:
-            return [_normalized(record) for record in files]
+            records = [_normalized(record) for record in files]
         except (TypeError, ValueError) as exc:
             page = response.request.path_url
             msg = f"The page {page} has a file with an invalid value: {exc}."
             raise MalformedPageError(msg) from None
+        if self._replaced_text_in is None and _may_escape_surrogates(response):
+            self._warn_of_unencodable_text(records)
+        return records
+
+    def _warn_of_unencodable_text(self, records: list[dict]) -> None:
+        """Warn, once a sync, that text UTF-8 cannot carry was replaced."""
+        for record in records:
+            if REPLACEMENT in record["file_id"] or REPLACEMENT in (
+                record["file_name"] or ""
+            ):
+                self._replaced_text_in = record["file_id"]
+                self.logger.warning(
+                    "%s: file %s (and maybe others) has text that UTF-8 cannot "
+                    "carry (a lone surrogate escape): replaced with U+FFFD",
+                    self.name,
+                    record["file_id"],
+                )
+                return
 
     @override
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
@@ -206,8 +235,33 @@ def _normalized(record: dict) -> dict:
         msg = f"file_name {name!r} is not a string"
         raise ValueError(msg)
     return {
-        "file_id": str(record["file_id"]),
-        "file_name": record.get("file_name"),
+        "file_id": _encodable(str(record["file_id"])),
+        "file_name": None if name is None else _encodable(name),
         "created_at": normalize(record.get("created_at")),
         "modified_at": normalize(record.get("modified_at")),
     }
+
+
+#: What replaces text that UTF-8 cannot carry.
+REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _may_escape_surrogates(response: requests.Response) -> bool:
+    """Whether a body escapes surrogates in JSON: the only way to a lone one."""
+    body = response.content
+    return b"\\ud" in body or b"\\uD" in body
+
+
+def _encodable(text: str) -> str:
+    """Return `text` with lone surrogates (which JSON escapes can hold) replaced."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(REPLACEMENT, text)
+    return text
+
+
+logging.getLogger(f"tap-filestore.{FilesStream.name}").addFilter(_DropFailureNotice())

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import io
+import ipaddress
+import json
 import logging
 import sys
 import typing as t
 from functools import cached_property
+from pathlib import Path, PurePath
 from urllib.parse import urlsplit
 
 import click
@@ -16,9 +20,12 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from typing_extensions import override
 
+from tap_filestore import redact
 from tap_filestore.auth import ClientCredentialsAuthenticator
-from tap_filestore.errors import FileStoreError
+from tap_filestore.errors import FileStoreError, InvalidStateError, SyncStoppedError
 from tap_filestore.output import BufferedMsgSpecWriter
+from tap_filestore.state import check_state, parse_state
+from tap_filestore.stopping import exit_at_once, output_closed, stop_on_signals
 from tap_filestore.streams import FilesStream
 from tap_filestore.timestamps import parse_instant
 
@@ -133,15 +140,27 @@ class TapFileStore(Tap):
     ).to_dict()
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        """Create the tap; a bad config raises one `InvalidConfigError`."""
+        """Create the tap; a bad config or state raises one clear error."""
+        redact.install()
         if isinstance(kwargs.get("catalog"), dict):
             kwargs["catalog"] = _honour_replication_method(kwargs["catalog"])
+        if isinstance(state := kwargs.get("state"), (str, PurePath)):
+            path = Path(state)
+            kwargs["state"] = state = parse_state(_read_text(path), str(path))
+        if state is not None:
+            check_state(state)
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as exc:
             raise InvalidConfigError(_config_problem(exc.errors)) from None
+        redact.add_client_credentials(
+            str(self.config.get("client_id", "")),
+            str(self.config.get("client_secret", "")),
+        )
         if kwargs.get("validate_config", True):
             self._check_values()
+            self._warn_of_clear_text()
+        stop_on_signals()
 
     @override
     def discover_streams(self) -> list[Stream]:
@@ -167,6 +186,22 @@ class TapFileStore(Tap):
         # its hook: install ours now, and make the SDK install ours too.
         sys.excepthook = command.excepthook = _report_error  # type: ignore[attr-defined]
         return command
+
+    @classmethod
+    @override
+    def invoke(  # type: ignore[override]
+        cls, *, state: t.IO[str] | None = None, **kwargs: t.Any
+    ) -> None:
+        """Run the sync; end the process at once if it is stopped."""
+        if state is not None:
+            parsed = parse_state(state.read(), getattr(state, "name", "--state"))
+            state = io.StringIO(json.dumps(parsed))
+        try:
+            super().invoke(state=state, **kwargs)
+        except SyncStoppedError as exc:
+            exit_at_once(exc)
+        except BrokenPipeError:
+            exit_at_once(output_closed())
 
     @classmethod
     @override
@@ -200,6 +235,42 @@ class TapFileStore(Tap):
                 )
         if problems:
             raise InvalidConfigError(_config_problem(problems))
+
+    def _warn_of_clear_text(self) -> None:
+        """Warn when credentials would cross a network unencrypted."""
+        destinations = {
+            "The access token": str(self.config.get("base_url", DEFAULT_BASE_URL)),
+            "The client secret": self.authenticator.auth_endpoint,
+        }
+        for secret, url in destinations.items():
+            if _travels_in_clear_text(url):
+                self.logger.warning(
+                    "%s goes to %s over plain http, to a host that is not this "
+                    "machine: it travels in clear text. Use https.",
+                    secret,
+                    url,
+                )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"Cannot read the state file {path}: {exc}. Pass a readable JSON file."
+        raise InvalidStateError(msg) from None
+
+
+def _travels_in_clear_text(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 def _honour_replication_method(catalog: dict) -> dict:

@@ -145,7 +145,7 @@ def test_a_token_answer_without_access_token_fails_clearly(
 ) -> None:
     sandbox.inject("malformed", endpoint="token", body="no_files")
 
-    with pytest.raises(AuthenticationError, match="without a JSON access_token"):
+    with pytest.raises(AuthenticationError, match="without an access_token string"):
         sync(config)
 
 

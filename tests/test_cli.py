@@ -224,8 +224,12 @@ def test_an_unreachable_host_exits_1_with_one_line(tmp_path: Path) -> None:
 
     assert run.returncode == 1
     last = error_lines(run.stderr)[-1]
-    assert "failed after 2 attempts: connection failed (Connection refused)" in last
-    assert "check base_url" in last
+    assert last.endswith(
+        "The token endpoint http://127.0.0.1:9/oauth/token (host 127.0.0.1:9) "
+        "failed after 2 attempts: connection failed (Connection refused). Check "
+        "token_url (its default is base_url/oauth/token) and try again later, "
+        "or raise max_retries."
+    )
     assert "Traceback" not in run.stderr
 
 

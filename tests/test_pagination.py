@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import tracemalloc
 
 import pytest
 
 from tap_filestore.errors import PaginationLoopError
+from tap_filestore.page import Page
+from tap_filestore.pagination import PageCycleCheck
 from tap_filestore.sandbox import Sandbox
 from tests.conftest import FAST_RETRIES, expected_records, sync
 
@@ -74,7 +77,7 @@ def test_an_api_that_ignores_offset_is_an_error_not_a_hang(
 ) -> None:
     sandbox.ignore_offset = True
 
-    with pytest.raises(PaginationLoopError, match="ignores `offset`"):
+    with pytest.raises(PaginationLoopError, match="ignores or wraps `offset`"):
         sync(config)
     assert len(sandbox.page_requests()) == 2
 
@@ -100,3 +103,57 @@ def test_a_total_larger_than_the_data_stops_on_the_short_page(
 
     assert len(result.records) == 250
     assert offsets(sandbox) == [(0, 100), (100, 100), (200, 100)]
+
+
+# Paging cannot run forever (issue 9, class 4)
+
+
+@pytest.mark.parametrize("period", [1, 2, 3, 7])
+@pytest.mark.parametrize("with_total", [True, False])
+def test_an_api_that_cycles_through_pages_stops_with_one_error(
+    period: int, *, with_total: bool
+) -> None:
+    with Sandbox(2000, include_total=with_total) as api:
+        api.wrap_offset_at = period * 100
+        if with_total:
+            api.total_override = 10**9  # a total that never ends paging
+
+        with pytest.raises(PaginationLoopError, match="same files as offset"):
+            sync(api.config(**FAST_RETRIES))
+        requests = len(api.page_requests())
+
+    # Brent's check matches within a few periods: never the whole listing.
+    assert period < requests <= 4 * period + 2
+
+
+def test_the_cycle_check_keeps_constant_memory_over_distinct_pages() -> None:
+    check = PageCycleCheck()
+
+    def feed(first: int, last: int) -> None:
+        for offset in range(first, last, 3):
+            page = Page(offset, [{"file_id": f"f{offset + i}"} for i in range(3)], None)
+            assert check.seen_before(page) is None
+
+    tracemalloc.start()
+    try:
+        feed(0, 30_000)
+        after_10k_pages, _ = tracemalloc.get_traced_memory()
+        feed(30_000, 300_000)
+        after_100k_pages, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    # A set of the ids seen would grow by megabytes; the check grows by nothing.
+    assert after_100k_pages - after_10k_pages < 4096
+
+
+def test_fetching_ahead_never_asks_past_a_known_total() -> None:
+    with Sandbox(250) as api:
+        api.latency = 0.005  # slow enough to fetch ahead
+        config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": 16})
+
+        result = sync(config)
+        requested = offsets(api)
+
+    assert len(result.records) == 250
+    assert sorted(requested) == [(0, 100), (100, 100), (200, 100)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import socket
@@ -33,6 +34,9 @@ MALFORMED_BODIES = {
     "files_not_list": b'{"files": {"file_id": "x"}, "total": 1}',
     "no_file_id": b'{"files": [{"file_name": "orphan.txt"}], "total": 1}',
     "truncated_json": b'{"files": [{"file_id": "fil_',
+    "lone_surrogates": b'{"files": [{"file_id": "fil_\\ud800", "file_name": '
+    b'"half \\udc00 of a pair", "created_at": null, "modified_at": null}], '
+    b'"total": 1}',
 }
 
 
@@ -45,7 +49,10 @@ class Fault:
     bytes than sent, then close), `slow` (wait `delay` seconds first),
     `malformed` (answer 200 with `MALFORMED_BODIES[body]`), `revoke` (revoke
     every token, then answer as usual: 401 for a files request), `call` (run
-    `action`, e.g. a dataset edit, then answer as usual).
+    `action`, e.g. a dataset edit, then answer as usual), `redirect` (answer
+    `status` with `Location: {location}{path and query}`), `drip` (answer as
+    usual, one byte every `delay` seconds), `echo` (answer `status` quoting the
+    request's credentials in the body, the reason and a header).
     """
 
     kind: str
@@ -57,6 +64,7 @@ class Fault:
     body: str = "not_json"
     skip: int = 0
     action: Callable[[], object] | None = None
+    location: str = ""
 
 
 @dataclass
@@ -68,6 +76,10 @@ class LoggedRequest:
     params: dict[str, str]
     status: int
     at: float = field(default_factory=time.monotonic)
+    #: The `Authorization` header the request carried, if any.
+    authorization: str | None = None
+    #: Whether the request's body carried a `client_secret`.
+    secret_sent: bool = False
 
 
 class Sandbox:
@@ -89,6 +101,8 @@ class Sandbox:
         self.include_total = include_total
         self.total_override: int | None = None
         self.ignore_offset = False
+        #: Offsets at or past this wrap around to 0, as a broken cursor does.
+        self.wrap_offset_at: int | None = None
         #: Seconds every page answer waits, as a distant API's round trip does.
         self.latency = 0.0
         self.token_ttl = token_ttl
@@ -208,6 +222,8 @@ class Sandbox:
         """Return the body of one page of files."""
         if self.ignore_offset:
             offset = 0
+        if self.wrap_offset_at:
+            offset %= self.wrap_offset_at
         key = (self.dataset.version, offset, limit)
         if (
             since_us is None
@@ -285,6 +301,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+    _secret_sent = False
     server_version = "filestore-sandbox/1"
 
     @property
@@ -299,6 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
         logged = {k: v for k, v in form.items() if k != "client_secret"}
+        self._secret_sent = "client_secret" in form
         if path != "/oauth/token":
             self._json(404, {"error": "not_found"}, path, logged)
             return
@@ -322,6 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, answer, path, logged)
 
     def do_GET(self) -> None:
+        self._secret_sent = False
         url = urlsplit(self.path)
         params = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path != "/v1/files":
@@ -371,33 +390,75 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer_with(self, fault: Fault, path: str, params: dict) -> None:
         """Answer the request as `fault` says, instead of as the API would."""
-        if fault.kind == "status":
-            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            error = {"error": "sandbox_fault", "message": f"injected {fault.status}"}
-            self._json(fault.status, error, path, params, headers)
-            return
-        if fault.kind == "malformed":
-            self._send(200, MALFORMED_BODIES[fault.body], path, params)
-            return
-        if fault.kind == "reset":
-            self._log(path, params, 0)
-            # SO_LINGER 0 makes close() send a TCP reset, as a crashed proxy does.
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
-            self.close_connection = True
-            return
-        if fault.kind == "truncate":
-            self._log(path, params, 200)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", "100000")
-            self.end_headers()
-            self.wfile.write(b'{"files": [')
-            self.close_connection = True
-            return
-        msg = f"unknown fault kind {fault.kind!r}"
-        raise ValueError(msg)
+        answer = getattr(self, f"_answer_{fault.kind}", None)
+        if answer is None:
+            msg = f"unknown fault kind {fault.kind!r}"
+            raise ValueError(msg)
+        answer(fault, path, params)
+
+    def _answer_status(self, fault: Fault, path: str, params: dict) -> None:
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+        error = {"error": "sandbox_fault", "message": f"injected {fault.status}"}
+        self._json(fault.status, error, path, params, headers)
+
+    def _answer_malformed(self, fault: Fault, path: str, params: dict) -> None:
+        self._send(200, MALFORMED_BODIES[fault.body], path, params)
+
+    def _answer_reset(self, _fault: Fault, path: str, params: dict) -> None:
+        self._log(path, params, 0)
+        # SO_LINGER 0 makes close() send a TCP reset, as a crashed proxy does.
+        self.connection.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        self.close_connection = True
+
+    def _answer_truncate(self, _fault: Fault, path: str, params: dict) -> None:
+        self._log(path, params, 200)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b'{"files": [')
+        self.close_connection = True
+
+    def _answer_redirect(self, fault: Fault, path: str, params: dict) -> None:
+        headers = {"Location": f"{fault.location}{self.path}"}
+        self._json(fault.status, {"moved": True}, path, params, headers)
+
+    def _answer_echo(self, fault: Fault, path: str, params: dict) -> None:
+        """Answer `status`, quoting every credential the request carried."""
+        credentials = " ".join(
+            filter(None, [self.headers.get("Authorization"), self._form_secret()])
+        )
+        basic = base64.b64encode(
+            f"{self.sandbox.client_id}:{self.sandbox.client_secret}".encode()
+        ).decode()
+        quoted = f"{credentials} Basic {basic}"
+        body = json.dumps({"error": quoted, "message": f"rejected {quoted}"}).encode()
+        self._log(path, params, fault.status)
+        self.send_response(fault.status, f"Rejected {credentials}")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Echo", quoted)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _answer_drip(self, fault: Fault, path: str, params: dict) -> None:
+        """Answer an empty page one byte every `delay` seconds, headers included."""
+        self._log(path, params, 200)
+        body = json.dumps({"files": [], "total": 0}).encode()
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        for byte in head + body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(fault.delay)
+        self.close_connection = True
+
+    def _form_secret(self) -> str | None:
+        return self.sandbox.client_secret if self._secret_sent else None
 
     def _json(
         self,
@@ -427,4 +488,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _log(self, path: str, params: dict, status: int) -> None:
-        self.sandbox.requests.append(LoggedRequest(self.command, path, params, status))
+        logged = LoggedRequest(
+            self.command,
+            path,
+            params,
+            status,
+            authorization=self.headers.get("Authorization"),
+            secret_sent=self._secret_sent,
+        )
+        self.sandbox.requests.append(logged)

@@ -1,0 +1,242 @@
+"""The HTTP session of every request: a deadline each, credentials kept home.
+
+requests' `timeout` bounds each socket read, not a request: a server that drips
+its answer keeps a request alive for as long as it likes. Here a watchdog shuts
+the socket of a request still running at its deadline, and the request fails as
+a timeout (which the retry policy retries). And requests drops `Authorization`
+on a redirect to another host, but not to another port or scheme: here it is
+dropped on any redirect that leaves the session's origin.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import socket
+import threading
+import time
+import typing as t
+from contextlib import contextmanager, suppress
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from typing_extensions import override
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+def origin(url: str | None) -> tuple[str, str, int | None]:
+    """Return the (scheme, host, port) of a URL, default ports filled in."""
+    parts = urlsplit(url or "")
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class RequestDeadlineError(requests.exceptions.ReadTimeout):
+    """A request did not complete (connect, headers and body) within its deadline."""
+
+
+class _Watch:
+    """The deadline of one request, and the connections it has used."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.expired = False
+        self.done = False
+        self._connections: list[HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def attach(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            self._connections.append(connection)
+            late = self.expired
+        if late:
+            _shut(connection)
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.done:
+                return
+            self.expired = True
+            connections = list(self._connections)
+        for connection in connections:
+            _shut(connection)
+
+
+def _shut(connection: HTTPConnection) -> None:
+    """Wake a read blocked on the connection's socket: it sees the end of the stream."""
+    sock = connection.sock
+    if sock is not None:
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread that expires the watches whose deadline has passed."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._running: set[_Watch] = set()
+
+    def arm(self, watch: _Watch) -> None:
+        with self._wake:
+            heapq.heappush(self._heap, (watch.deadline, next(self._order), watch))
+            self._running.add(watch)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="request-deadlines", daemon=True
+                )
+                self._thread.start()
+            if self._heap[0][2] is watch:
+                self._wake.notify()
+
+    def disarm(self, watch: _Watch) -> None:
+        with self._wake:
+            watch.done = True
+            self._running.discard(watch)
+            while self._heap and self._heap[0][2].done:
+                heapq.heappop(self._heap)
+
+    def abort_all(self) -> None:
+        """Expire every request still running (the sync is stopping)."""
+        with self._wake:
+            running = list(self._running)
+        for watch in running:
+            watch.expire()
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._wake.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
+                watch = heapq.heappop(self._heap)[2]
+                watch.expire()
+
+
+_WATCHDOG = _Watchdog()
+_CURRENT = threading.local()
+
+
+def abort_requests() -> None:
+    """Make every request in flight, in any thread, fail now."""
+    _WATCHDOG.abort_all()
+
+
+class _WatchedConnectionMixin:
+    """A connection that puts itself under the current request's watch."""
+
+    @override
+    def request(self, *args: t.Any, **kwargs: t.Any) -> None:
+        if (watch := _current_watch()) is not None:
+            watch.attach(self)  # type: ignore[arg-type]
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+    @override
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        if (watch := _current_watch()) is not None and watch.expired:
+            _shut(self)  # type: ignore[arg-type]
+
+
+def _current_watch() -> _Watch | None:
+    return getattr(_CURRENT, "watch", None)
+
+
+class _WatchedHTTPConnection(_WatchedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """An adapter whose connections obey the watch of the request they serve."""
+
+    @override
+    def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    @override
+    def proxy_manager_for(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        manager = super().proxy_manager_for(*args, **kwargs)
+        manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+class GuardedSession(requests.Session):
+    """A session whose requests end by a deadline and keep credentials at `home`.
+
+    Args:
+        home: URL whose origin alone may receive the `Authorization` header.
+        deadline: Seconds one request may take in all, redirects included.
+    """
+
+    def __init__(self, home: str, deadline: float) -> None:
+        """Create the session."""
+        super().__init__()
+        self.home = origin(home)
+        self.deadline = deadline
+        adapter = _WatchedAdapter()
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    @override
+    def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> t.Any:
+        if _current_watch() is not None:
+            # A redirect or a re-send within a request: same deadline.
+            return super().send(request, **kwargs)
+        with self._watched() as watch:
+            try:
+                return super().send(request, **kwargs)
+            except (requests.exceptions.RequestException, OSError) as exc:
+                if not watch.expired:
+                    raise
+                msg = f"no complete answer within {self.deadline:g} s"
+                raise RequestDeadlineError(msg, request=request) from exc
+
+    @override
+    def rebuild_auth(
+        self, prepared_request: requests.PreparedRequest, response: requests.Response
+    ) -> None:
+        super().rebuild_auth(prepared_request, response)
+        if origin(prepared_request.url) != self.home:
+            prepared_request.headers.pop("Authorization", None)
+
+    @contextmanager
+    def _watched(self) -> Iterator[_Watch]:
+        watch = _Watch(self.deadline)
+        _CURRENT.watch = watch
+        _WATCHDOG.arm(watch)
+        try:
+            yield watch
+        finally:
+            _WATCHDOG.disarm(watch)
+            _CURRENT.watch = None
