@@ -126,10 +126,20 @@ class FileStoreStream(RESTStream[int]):
         if status in RETRYABLE_STATUSES:
             raise RetriableAPIError(redact(f"{status} {response.reason}"), response)
         where = f"{response.request.method} {_path(response)}"
+        if status == HTTPStatus.UNAUTHORIZED and "Authorization" not in (
+            response.request.headers
+        ):
+            msg = (
+                f"{where} was redirected to {response.url} and refused there "
+                "(401): the tap sends the access token only to base_url's origin. "
+                "Set base_url to the address the API redirects to, if you trust it."
+            )
+            raise AuthenticationError(msg)
         if status == HTTPStatus.UNAUTHORIZED:
             msg = (
-                f"{where} was refused (401) even with a freshly issued token: "
-                "the client is not allowed to read files. Check its grants and scope."
+                f"{where} was refused (401) even with a freshly issued token "
+                f"({_api_error_text(response)}): the client is not allowed to read "
+                "files. Check its grants and scope."
             )
             raise AuthenticationError(msg)
         msg = f"{where} failed: {status} {response.reason}: {_api_error_text(response)}"

@@ -9,6 +9,8 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib import SingerMessageType
 from typing_extensions import override
 
+from tap_filestore.stopping import output_closed
+
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
@@ -41,7 +43,15 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
             self.flush()
 
     def flush(self) -> None:
-        """Write out the waiting messages and flush stdout."""
-        sys.stdout.buffer.write(self._waiting)
-        sys.stdout.flush()
-        self._waiting.clear()
+        """Write out the waiting messages and flush stdout.
+
+        Raises:
+            SyncStoppedError: If nobody reads the output any more.
+        """
+        try:
+            sys.stdout.buffer.write(self._waiting)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise output_closed() from None
+        finally:
+            self._waiting.clear()

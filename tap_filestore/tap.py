@@ -25,7 +25,7 @@ from tap_filestore.auth import ClientCredentialsAuthenticator
 from tap_filestore.errors import FileStoreError, InvalidStateError, SyncStoppedError
 from tap_filestore.output import BufferedMsgSpecWriter
 from tap_filestore.state import check_state, parse_state
-from tap_filestore.stopping import exit_at_once, output_closed, stop_on_signals
+from tap_filestore.stopping import exit_at_once, stop_on_signals
 from tap_filestore.streams import FilesStream
 from tap_filestore.timestamps import parse_instant
 
@@ -200,8 +200,6 @@ class TapFileStore(Tap):
             super().invoke(state=state, **kwargs)
         except SyncStoppedError as exc:
             exit_at_once(exc)
-        except BrokenPipeError:
-            exit_at_once(output_closed())
 
     @classmethod
     @override

@@ -1,0 +1,82 @@
+"""No secret in any output, whatever the API says (issue 9, class 2).
+
+The sandbox's `echo` fault answers with the request's bearer token, the client
+secret and base64(id:secret) in its body, reason phrase and a header. Every log
+line (the tap's, the SDK's, urllib3's at DEBUG), every exception text and the
+CLI's stderr must show them masked.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tap_filestore.errors import FileStoreError
+from tap_filestore.redact import MASK
+from tests.conftest import run_cli, sync
+from tests.leaks import leaked
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tap_filestore.sandbox import Sandbox
+
+
+def secrets_of(sandbox: Sandbox) -> set[str]:
+    pair = f"{sandbox.client_id}:{sandbox.client_secret}".encode()
+    return {
+        sandbox.client_secret,
+        base64.b64encode(pair).decode(),
+        *sandbox.issued_tokens,
+    }
+
+
+# The page endpoint echoes the token: failing at once (400), after retries
+# (503), and after the tap's own re-send on 401.
+PAGE_ECHOES = [
+    {"status": 400},
+    {"status": 503, "times": 10},
+    {"status": 401, "times": 10},
+    {"status": 403, "skip": 1},
+]
+# The token endpoint echoes the secret: refused (401), or after retries (503).
+TOKEN_ECHOES = [{"status": 401}, {"status": 503, "times": 10}]
+ECHOES = [("files", echo) for echo in PAGE_ECHOES] + [
+    ("token", echo) for echo in TOKEN_ECHOES
+]
+
+
+@pytest.mark.parametrize(("endpoint", "echo"), ECHOES)
+@pytest.mark.usefixtures("waits")
+def test_an_api_that_echoes_credentials_never_gets_them_into_logs_or_errors(
+    sandbox: Sandbox,
+    config: dict,
+    caplog: pytest.LogCaptureFixture,
+    endpoint: str,
+    echo: dict,
+) -> None:
+    sandbox.inject("echo", endpoint=endpoint, **echo)
+
+    with caplog.at_level(logging.DEBUG), pytest.raises(FileStoreError) as failure:
+        sync({**config, "page_size": 100})
+
+    outputs = [caplog.text, str(failure.value)]
+    assert leaked(secrets_of(sandbox), outputs) == set()
+    assert MASK in caplog.text + str(failure.value), "the echo never reached a line"
+
+
+@pytest.mark.parametrize(("endpoint", "echo"), ECHOES)
+def test_the_cli_prints_one_masked_error_line_for_an_echoing_api(
+    sandbox: Sandbox, config: dict, tmp_path: Path, endpoint: str, echo: dict
+) -> None:
+    sandbox.inject("echo", endpoint=endpoint, **echo)
+
+    run = run_cli(config=config, tmp_path=tmp_path)
+
+    assert run.returncode == 1
+    assert leaked(secrets_of(sandbox), [run.stdout, run.stderr]) == set()
+    errors = [line for line in run.stderr.splitlines() if "| ERROR" in line]
+    assert len(errors) == 1, errors
