@@ -73,11 +73,14 @@ class PageCycleCheck:
     Brent's cycle detection over page fingerprints: one saved page, replaced
     after 1, 2, 4, ... further pages. Pages that repeat with any period, from
     any offset on, match the saved page within a few periods; a set of every
-    file id would grow with the collection instead.
+    file id would grow with the collection instead. The first page is kept
+    too: a cursor that wraps back to the start is caught at its first repeat,
+    before a `total` ends paging with files repeated and others missed.
     """
 
     def __init__(self) -> None:
         """Start with nothing saved."""
+        self._first: tuple[int, int] | None = None
         self._saved: tuple[int, int] | None = None
         self._saved_offset = 0
         self._span = 1
@@ -86,6 +89,10 @@ class PageCycleCheck:
     def seen_before(self, page: Page) -> int | None:
         """Return the offset of an earlier page with the same files, if this is one."""
         fingerprint = (len(page.files), hash(tuple(f["file_id"] for f in page.files)))
+        if self._first is None:
+            self._first = fingerprint
+        elif fingerprint == self._first:
+            return 0
         if fingerprint == self._saved:
             return self._saved_offset
         self._steps += 1

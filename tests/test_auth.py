@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -179,3 +180,57 @@ def test_the_leak_check_finds_a_secret_or_token_in_any_output() -> None:
     assert leaked(secrets, ["fine", "x tok-abc y"]) == {"tok-abc"}
     assert leaked(secrets, ["Authorization: Bearer s3cret-value"]) == {"s3cret-value"}
     assert leaked(secrets, ["nothing here", ""]) == set()
+
+
+# Token answers are checked (issue 9, class 7)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"token_type": "Bearer"}',
+        b'{"access_token": ""}',
+        b'{"access_token": "   "}',
+        b'{"access_token": null}',
+        b'{"access_token": 12345678}',
+        b'{"access_token": ["a-token-in-a-list"]}',
+        b'["access_token"]',
+        b"<html>login page</html>",
+    ],
+)
+def test_a_token_answer_without_a_usable_access_token_is_one_clear_error(
+    sandbox: Sandbox, config: dict, body: bytes
+) -> None:
+    sandbox.inject("malformed", endpoint="token", content=body)
+
+    with pytest.raises(AuthenticationError) as failure:
+        sync(config)
+
+    assert str(failure.value) == (
+        f"The token endpoint {sandbox.base_url}/oauth/token answered 200 without "
+        "an access_token string. Check token_url."
+    )
+    assert sandbox.page_requests() == []
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime"),
+    [("3600", 3600), ("120.5", 120), (900, 900), ("soon", None), (True, None)],
+)
+def test_expires_in_as_a_numeric_string_is_a_lifetime(
+    sandbox: Sandbox,
+    config: dict,
+    caplog: pytest.LogCaptureFixture,
+    expires_in: object,
+    lifetime: int | None,
+) -> None:
+    answer = {"access_token": "issued-elsewhere-token", "expires_in": expires_in}
+    sandbox.inject("malformed", endpoint="token", content=json.dumps(answer).encode())
+    tap = TapFileStore(config=config, parse_env_config=False)
+
+    with caplog.at_level(logging.WARNING):
+        tap.authenticator.update_access_token()
+
+    assert tap.authenticator.expires_in == lifetime
+    assert tap.authenticator.is_token_valid()
+    assert ("not a number of seconds" in caplog.text) == (lifetime is None)

@@ -109,21 +109,22 @@ def test_a_total_larger_than_the_data_stops_on_the_short_page(
 
 
 @pytest.mark.parametrize("period", [1, 2, 3, 7])
+@pytest.mark.parametrize("back_to", [0, 300])
 @pytest.mark.parametrize("with_total", [True, False])
 def test_an_api_that_cycles_through_pages_stops_with_one_error(
-    period: int, *, with_total: bool
+    period: int, back_to: int, *, with_total: bool
 ) -> None:
     with Sandbox(2000, include_total=with_total) as api:
-        api.wrap_offset_at = period * 100
-        if with_total:
-            api.total_override = 10**9  # a total that never ends paging
+        # Offsets past back_to + period pages wrap around to back_to.
+        api.wrap_offset_to = back_to
+        api.wrap_offset_at = back_to + period * 100
 
         with pytest.raises(PaginationLoopError, match="same files as offset"):
             sync(api.config(**FAST_RETRIES))
         requests = len(api.page_requests())
 
-    # Brent's check matches within a few periods: never the whole listing.
-    assert period < requests <= 4 * period + 2
+    # Caught within a few periods: never the whole listing.
+    assert period < requests - back_to // 100 <= 4 * period + 2
 
 
 def test_the_cycle_check_keeps_constant_memory_over_distinct_pages() -> None:

@@ -47,12 +47,13 @@ class Fault:
     kind is one of: `status` (answer `status`, with `retry_after` if set),
     `reset` (drop the connection without an answer), `truncate` (promise more
     bytes than sent, then close), `slow` (wait `delay` seconds first),
-    `malformed` (answer 200 with `MALFORMED_BODIES[body]`), `revoke` (revoke
-    every token, then answer as usual: 401 for a files request), `call` (run
-    `action`, e.g. a dataset edit, then answer as usual), `redirect` (answer
-    `status` with `Location: {location}{path and query}`), `drip` (answer as
-    usual, one byte every `delay` seconds), `echo` (answer `status` quoting the
-    request's credentials in the body, the reason and a header).
+    `malformed` (answer 200 with `content`, or `MALFORMED_BODIES[body]`),
+    `revoke` (revoke every token, then answer as usual: 401 for a files
+    request), `call` (run `action`, e.g. a dataset edit, then answer as usual),
+    `redirect` (answer `status` with `Location: {location}{path and query}`),
+    `drip` (answer an empty page one byte every `delay` seconds), `echo`
+    (answer `status` quoting the request's credentials in the body, the reason
+    and a header).
     """
 
     kind: str
@@ -65,6 +66,7 @@ class Fault:
     skip: int = 0
     action: Callable[[], object] | None = None
     location: str = ""
+    content: bytes | None = None
 
 
 @dataclass
@@ -101,8 +103,10 @@ class Sandbox:
         self.include_total = include_total
         self.total_override: int | None = None
         self.ignore_offset = False
-        #: Offsets at or past this wrap around to 0, as a broken cursor does.
+        #: Offsets at or past `wrap_offset_at` wrap around to `wrap_offset_to`,
+        #: as a broken cursor does.
         self.wrap_offset_at: int | None = None
+        self.wrap_offset_to = 0
         #: Seconds every page answer waits, as a distant API's round trip does.
         self.latency = 0.0
         self.token_ttl = token_ttl
@@ -222,8 +226,9 @@ class Sandbox:
         """Return the body of one page of files."""
         if self.ignore_offset:
             offset = 0
-        if self.wrap_offset_at:
-            offset %= self.wrap_offset_at
+        if self.wrap_offset_at and offset >= self.wrap_offset_at:
+            start, end = self.wrap_offset_to, self.wrap_offset_at
+            offset = start + (offset - start) % (end - start)
         key = (self.dataset.version, offset, limit)
         if (
             since_us is None
@@ -402,7 +407,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(fault.status, error, path, params, headers)
 
     def _answer_malformed(self, fault: Fault, path: str, params: dict) -> None:
-        self._send(200, MALFORMED_BODIES[fault.body], path, params)
+        body = MALFORMED_BODIES[fault.body] if fault.content is None else fault.content
+        self._send(200, body, path, params)
 
     def _answer_reset(self, _fault: Fault, path: str, params: dict) -> None:
         self._log(path, params, 0)

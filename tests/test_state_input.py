@@ -1,0 +1,104 @@
+"""Input state is checked before any request (issue 9, class 6)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tap_filestore.errors import InvalidStateError
+from tap_filestore.tap import TapFileStore
+from tests.conftest import run_cli
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tap_filestore.sandbox import Sandbox
+
+
+def files_bookmark(**bookmark: object) -> str:
+    return json.dumps({"bookmarks": {"files": bookmark}})
+
+
+BROKEN_STATES = [
+    ("{not json", "is not JSON"),
+    ("", "is not JSON"),
+    ("[]", "it is not a JSON object"),
+    ('{"bookmarks": []}', "`bookmarks` is not an object"),
+    ('{"bookmarks": {"files": "2024-01-01"}}', "`bookmarks.files` is not an object"),
+    (
+        files_bookmark(replication_key="modified_at", replication_key_value="soon"),
+        "`bookmarks.files.replication_key_value` 'soon' is not an ISO 8601",
+    ),
+    (
+        files_bookmark(replication_key="modified_at", replication_key_value=17),
+        "`bookmarks.files.replication_key_value` 17 is not an ISO 8601",
+    ),
+    (
+        files_bookmark(replication_key="created_at"),
+        "`bookmarks.files.replication_key` is 'created_at', not 'modified_at'",
+    ),
+    (
+        files_bookmark(progress_markers=[]),
+        "`bookmarks.files.progress_markers` is not an object",
+    ),
+]
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "| ERROR" in line]
+
+
+@pytest.mark.parametrize(("text", "problem"), BROKEN_STATES)
+def test_a_broken_state_file_is_one_line_and_exit_1_before_any_request(
+    sandbox: Sandbox, config: dict, tmp_path: Path, text: str, problem: str
+) -> None:
+    state = tmp_path / "state.json"
+    state.write_text(text)
+
+    run = run_cli("--state", str(state), config=config, tmp_path=tmp_path)
+
+    assert run.returncode == 1
+    (line,) = error_lines(run.stderr)
+    assert problem in line
+    assert "state" in line
+    assert "--full-refresh" in line
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+    assert sandbox.requests == []
+
+
+@pytest.mark.parametrize(("text", "problem"), BROKEN_STATES[2:])
+def test_a_broken_state_dict_is_refused_by_the_tap_itself(
+    config: dict, text: str, problem: str
+) -> None:
+    with pytest.raises(InvalidStateError, match="Invalid state") as refused:
+        TapFileStore(config=config, state=json.loads(text), parse_env_config=False)
+    assert problem in str(refused.value)
+
+
+def test_state_of_other_streams_is_left_alone(config: dict, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"bookmarks": {"folders": {"cursor": 7}}}))
+
+    run = run_cli("--state", str(state), config=config, tmp_path=tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert sum('"RECORD"' in line for line in run.stdout.splitlines()) == 250
+
+
+def test_a_bookmark_later_than_now_is_warned_about_by_name(
+    config: dict, tmp_path: Path
+) -> None:
+    future = "2999-01-01T00:00:00.000000+00:00"
+    state = tmp_path / "state.json"
+    state.write_text(
+        files_bookmark(replication_key="modified_at", replication_key_value=future)
+    )
+
+    run = run_cli("--state", str(state), config=config, tmp_path=tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    warnings = [line for line in run.stderr.splitlines() if "| WARNING" in line]
+    assert any(future in line and "later than now" in line for line in warnings)
