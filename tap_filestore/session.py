@@ -49,7 +49,9 @@ class _Watch:
         self.expired = False
         self.done = False
         self._connections: list[HTTPConnection] = []
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler may expire the watch while its own
+        # thread is attaching a connection to it.
+        self._lock = threading.RLock()
 
     def attach(self, connection: HTTPConnection) -> None:
         with self._lock:
