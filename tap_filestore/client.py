@@ -126,21 +126,20 @@ class FileStoreStream(RESTStream[int]):
         if status in RETRYABLE_STATUSES:
             raise RetriableAPIError(redact(f"{status} {response.reason}"), response)
         where = f"{response.request.method} {_path(response)}"
-        if status == HTTPStatus.UNAUTHORIZED and "Authorization" not in (
-            response.request.headers
-        ):
-            msg = (
-                f"{where} was redirected to {response.url} and refused there "
-                "(401): the tap sends the access token only to base_url's origin. "
-                "Set base_url to the address the API redirects to, if you trust it."
-            )
-            raise AuthenticationError(msg)
         if status == HTTPStatus.UNAUTHORIZED:
-            msg = (
-                f"{where} was refused (401) even with a freshly issued token "
-                f"({_api_error_text(response)}): the client is not allowed to read "
-                "files. Check its grants and scope."
-            )
+            if "Authorization" not in response.request.headers:
+                msg = (
+                    f"{where} was redirected to {response.url} and refused there "
+                    "(401): the tap sends the access token only to base_url's "
+                    "origin. Set base_url to the address the API redirects to, "
+                    "if you trust it."
+                )
+            else:
+                msg = (
+                    f"{where} was refused (401) even with a freshly issued token "
+                    f"({_api_error_text(response)}): the client is not allowed to "
+                    "read files. Check its grants and scope."
+                )
             raise AuthenticationError(msg)
         msg = f"{where} failed: {status} {response.reason}: {_api_error_text(response)}"
         raise APIRequestError(msg)
@@ -183,13 +182,8 @@ class FileStoreStream(RESTStream[int]):
     ) -> str:
         """Say which request failed after every retry, and what to check."""
         attempts = self.backoff_max_tries()
-        failed = _failed_url(exc)
         token_url = self.authenticator.auth_endpoint
-        if (
-            failed
-            and origin(failed) == origin(token_url)
-            and (urlsplit(failed).path == urlsplit(token_url).path)
-        ):
+        if _same_endpoint(_failed_url(exc), token_url):
             return (
                 f"The token endpoint {token_url} (host {urlsplit(token_url).netloc}) "
                 f"failed after {attempts} attempts: {_describe(exc)}. Check token_url "
@@ -284,6 +278,13 @@ def _api_error_text(response: requests.Response) -> str:
     if isinstance(body, dict):
         body = body.get("message") or body.get("error_description") or body.get("error")
     return " ".join(str(body or response.reason).split())[:300]
+
+
+def _same_endpoint(url: str | None, endpoint: str) -> bool:
+    """Whether `url` is `endpoint`, whatever its query."""
+    return origin(url) == origin(endpoint) and (
+        urlsplit(url or "").path == urlsplit(endpoint).path
+    )
 
 
 def _failed_url(exc: BaseException) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import io
 import ipaddress
-import json
 import logging
 import sys
 import typing as t
@@ -194,8 +193,10 @@ class TapFileStore(Tap):
     ) -> None:
         """Run the sync; end the process at once if it is stopped."""
         if state is not None:
-            parsed = parse_state(state.read(), getattr(state, "name", "--state"))
-            state = io.StringIO(json.dumps(parsed))
+            # Read here to name the file in the error if it is not JSON.
+            text = state.read()
+            parse_state(text, getattr(state, "name", "--state"))
+            state = io.StringIO(text)
         try:
             super().invoke(state=state, **kwargs)
         except SyncStoppedError as exc:
