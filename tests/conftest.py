@@ -66,6 +66,18 @@ class SyncResult:
         return self.state["bookmarks"]["files"].get("replication_key_value")
 
 
+def state_at(bookmark: str) -> dict:
+    """Return a state whose `files` bookmark is `bookmark`."""
+    return {
+        "bookmarks": {
+            "files": {
+                "replication_key": "modified_at",
+                "replication_key_value": bookmark,
+            }
+        }
+    }
+
+
 def sync(
     config: dict, *, state: dict | None = None, catalog: dict | None = None
 ) -> SyncResult:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, state_at
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -106,18 +106,7 @@ def test_a_state_file_resumes_from_its_bookmark(
 ) -> None:
     bookmark = "2024-12-01T00:00:00.000000+00:00"
     state = tmp_path / "state.json"
-    state.write_text(
-        json.dumps(
-            {
-                "bookmarks": {
-                    "files": {
-                        "replication_key": "modified_at",
-                        "replication_key_value": bookmark,
-                    }
-                }
-            }
-        )
-    )
+    state.write_text(json.dumps(state_at(bookmark)))
 
     run = run_cli("--state", str(state), config=config, tmp_path=tmp_path)
 

@@ -12,7 +12,7 @@ import pytest
 from tap_filestore.errors import RetriesExhaustedError
 from tap_filestore.streams import FilesStream
 from tap_filestore.tap import TapFileStore
-from tests.conftest import captured_stdout, expected_records, sync
+from tests.conftest import captured_stdout, expected_records, state_at, sync
 
 if TYPE_CHECKING:
     from tap_filestore.sandbox import Sandbox
@@ -58,14 +58,7 @@ def test_a_failed_sync_never_moves_the_bookmark_past_what_it_emitted(
     sandbox: Sandbox, config: dict, waits: list[float]
 ) -> None:
     bookmark = "2024-01-01T00:00:00.000000+00:00"
-    state = {
-        "bookmarks": {
-            "files": {
-                "replication_key": "modified_at",
-                "replication_key_value": bookmark,
-            }
-        }
-    }
+    state = state_at(bookmark)
     sandbox.inject("status", status=500, skip=2, times=10)
 
     messages = failing_sync(config, state)

@@ -11,7 +11,7 @@ import pytest
 from tap_filestore.errors import RetriesExhaustedError
 from tap_filestore.tap import TapFileStore
 from tap_filestore.timestamps import format_instant, parse_instant
-from tests.conftest import captured_stdout, expected_records, sync
+from tests.conftest import captured_stdout, expected_records, state_at, sync
 
 if TYPE_CHECKING:
     from tap_filestore.sandbox import Sandbox
@@ -19,17 +19,6 @@ if TYPE_CHECKING:
 
 def greatest_modified_at(records: dict[str, dict]) -> str:
     return max(r["modified_at"] for r in records.values() if r["modified_at"])
-
-
-def state_at(bookmark: str) -> dict:
-    return {
-        "bookmarks": {
-            "files": {
-                "replication_key": "modified_at",
-                "replication_key_value": bookmark,
-            }
-        }
-    }
 
 
 def full_table_catalog(config: dict, key: str) -> dict:

@@ -9,7 +9,7 @@ import pytest
 
 from tap_filestore.errors import InvalidStateError
 from tap_filestore.tap import TapFileStore
-from tests.conftest import run_cli
+from tests.conftest import run_cli, state_at
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -93,9 +93,7 @@ def test_a_bookmark_later_than_now_is_warned_about_by_name(
 ) -> None:
     future = "2999-01-01T00:00:00.000000+00:00"
     state = tmp_path / "state.json"
-    state.write_text(
-        files_bookmark(replication_key="modified_at", replication_key_value=future)
-    )
+    state.write_text(json.dumps(state_at(future)))
 
     run = run_cli("--state", str(state), config=config, tmp_path=tmp_path)
 

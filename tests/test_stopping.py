@@ -18,7 +18,7 @@ import pytest
 
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.stopping import CLOSED_OUTPUT_EXIT
-from tests.conftest import FAST_RETRIES
+from tests.conftest import FAST_RETRIES, state_at
 from tests.leaks import CHILD_OUTPUTS
 
 if TYPE_CHECKING:
@@ -33,18 +33,7 @@ def start_tap(api: Sandbox, tmp_path: Path, **overrides: object) -> subprocess.P
     config = tmp_path / "config.json"
     config.write_text(json.dumps(api.config(**{**FAST_RETRIES, **overrides})))
     state = tmp_path / "state.json"
-    state.write_text(
-        json.dumps(
-            {
-                "bookmarks": {
-                    "files": {
-                        "replication_key": "modified_at",
-                        "replication_key_value": BOOKMARK,
-                    }
-                }
-            }
-        )
-    )
+    state.write_text(json.dumps(state_at(BOOKMARK)))
     argv = [sys.executable, "-m", "tap_filestore", "--config", str(config)]
     return subprocess.Popen(
         [*argv, "--state", str(state)],
