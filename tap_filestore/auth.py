@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 import threading
 import typing as t
+from datetime import datetime, timezone
 from http import HTTPStatus
 
 from requests.hooks import default_hooks
 from singer_sdk.authenticators import OAuthAuthenticator
 from singer_sdk.exceptions import RetriableAPIError
-from singer_sdk.helpers._util import utc_now
 from typing_extensions import override
 
 from tap_filestore.errors import AuthenticationError
@@ -56,7 +56,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         )
         # Retries belong to the stream's policy, not urllib3's; the session
         # bounds each token request by `timeout` in all.
-        self._session = GuardedSession(token_url, timeout)
+        self.token_session = GuardedSession(token_url, timeout)
         self._timeout = timeout
         self._lock = threading.Lock()
         self.tokens_fetched = 0
@@ -79,15 +79,15 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
             return False
         lifetime = self.expires_in or DEFAULT_TOKEN_LIFETIME_S
         margin = min(TOKEN_REFRESH_MARGIN_S, lifetime * TOKEN_REFRESH_MARGIN_RATIO)
-        age = (utc_now() - self.last_refreshed).total_seconds()
+        age = (datetime.now(timezone.utc) - self.last_refreshed).total_seconds()
         return age < lifetime - margin
 
     @override
     def update_access_token(self) -> None:
         self.logger.info("Requesting a new access token from %s", self.auth_endpoint)
-        requested_at = utc_now()
+        requested_at = datetime.now(timezone.utc)
         # Not followed: a redirect would carry the secret in its body elsewhere.
-        response = self._session.post(
+        response = self.token_session.post(
             self.auth_endpoint,
             data=self.oauth_request_payload,
             timeout=self._timeout,
@@ -136,7 +136,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
                 "Check token_url."
             )
             raise AuthenticationError(msg)
-        return token, self._lifetime(answer.get("expires_in"))  # type: ignore[union-attr]
+        return token, self._lifetime(answer.get("expires_in"))
 
     def _lifetime(self, expires_in: object) -> int | None:
         """Read `expires_in` as seconds, numeric strings included."""

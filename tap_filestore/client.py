@@ -36,6 +36,9 @@ if t.TYPE_CHECKING:
     from backoff.types import Details
     from singer_sdk.helpers.types import Context
 
+    from tap_filestore.output import BufferedMsgSpecWriter
+    from tap_filestore.tap import TapFileStore
+
 #: A `Retry-After` longer than this is treated as this, with a warning.
 MAX_RETRY_AFTER_S = 600.0
 RETRYABLE_EXCEPTIONS = (
@@ -60,10 +63,17 @@ class FileStoreStream(RESTStream[int]):
     def url_base(self) -> str:
         return str(self.config["base_url"]).rstrip("/")
 
+    def __init__(self, tap: TapFileStore) -> None:
+        """Create the stream; it shares the tap's authenticator and writer."""
+        super().__init__(tap)
+        self._authenticator = tap.authenticator
+        #: Where the tap's messages wait to be written out.
+        self.writer = t.cast("BufferedMsgSpecWriter", tap.message_writer)
+
     @property
     @override
     def authenticator(self) -> ClientCredentialsAuthenticator:
-        return self._tap.authenticator  # type: ignore[attr-defined,no-any-return]
+        return self._authenticator
 
     @property
     @override
@@ -72,7 +82,7 @@ class FileStoreStream(RESTStream[int]):
 
     @functools.cached_property
     @override
-    def requests_session(self) -> requests.Session:  # type: ignore[override]
+    def requests_session(self) -> requests.Session:
         session = GuardedSession(self.url_base, self.timeout)
         # requests scans os.environ for proxy settings on every request;
         # resolve them once for the API host instead.
@@ -167,13 +177,14 @@ class FileStoreStream(RESTStream[int]):
                     self._exhausted(prepared_request, exc)
                 ) from None
 
-        self.fetcher = PageFetcher(send, int(self.config["max_concurrent_requests"]))
+        fetcher = PageFetcher(send, int(self.config["max_concurrent_requests"]))
+        self.fetcher = fetcher
 
         @functools.wraps(func)
         def request(
             prepared_request: requests.PreparedRequest, _context: Context | None
         ) -> requests.Response:
-            return self.fetcher.fetch(prepared_request)
+            return fetcher.fetch(prepared_request)
 
         return request
 
@@ -203,7 +214,7 @@ class FileStoreStream(RESTStream[int]):
         return int(self.config["max_retries"]) + 1
 
     @override
-    def backoff_wait_generator(self) -> Generator[float, t.Any, None]:  # type: ignore[override]
+    def backoff_wait_generator(self) -> Generator[float, t.Any, None]:
         factor = float(self.config["backoff_factor"])
         exception = yield 0.0
         retry = 0
@@ -220,7 +231,7 @@ class FileStoreStream(RESTStream[int]):
         if (
             response is not None
             and response.status_code == HTTPStatus.TOO_MANY_REQUESTS
-        ):
+        ) and self.fetcher:
             self.fetcher.one_at_a_time()
         self.logger.info(
             "Retry %d of %d in %.1f s after %s",

@@ -13,7 +13,11 @@ import base64
 import logging
 import threading
 import traceback
+from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MASK = "********"
 #: Shorter values would mask ordinary words.
@@ -50,8 +54,8 @@ def redact(text: str) -> str:
 
 
 def _masking_factory(
-    make_record: logging.LogRecordFactory,
-) -> logging.LogRecordFactory:
+    make_record: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
     def make_masked_record(*args: object, **kwargs: object) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
         if not _secrets:

@@ -142,13 +142,11 @@ def abort_requests() -> None:
 class _WatchedConnectionMixin:
     """A connection that puts itself under the current request's watch."""
 
-    @override
     def request(self, *args: t.Any, **kwargs: t.Any) -> None:
         if (watch := _current_watch()) is not None:
             watch.attach(self)  # type: ignore[arg-type]
         super().request(*args, **kwargs)  # type: ignore[misc]
 
-    @override
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
         if (watch := _current_watch()) is not None and watch.expired:

@@ -7,21 +7,26 @@ import logging
 import re
 import time
 import typing as t
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from singer_sdk import typing as th
-from singer_sdk.helpers._state import PROGRESS_MARKERS
-from singer_sdk.helpers._typing import TypeConformanceLevel
+from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.singerlib import RecordMessage
 from typing_extensions import override
 
 from tap_filestore.client import FileStoreStream
 from tap_filestore.errors import MalformedPageError
+from tap_filestore.sdk_private import (
+    DirectRecordMessages,
+    drop_progress_bookmark,
+    set_table_version,
+    table_version,
+    write_activate_version,
+)
 from tap_filestore.timestamps import format_instant, normalize, parse_instant
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
     import requests
     from singer_sdk.helpers.types import Context
@@ -44,7 +49,7 @@ class _DropFailureNotice(logging.Filter):
 logging.getLogger("singer_sdk").addFilter(_DropNullBookmarkWarnings())
 
 
-class FilesStream(FileStoreStream):
+class FilesStream(DirectRecordMessages, FileStoreStream):
     """Every file of the account: `/v1/files`, upserted on `file_id`."""
 
     name = "files"
@@ -73,7 +78,7 @@ class FilesStream(FileStoreStream):
         self._replaced_text_in = None
         fresh_start = self._bookmark(context) is None
         if fresh_start:
-            self._stream_version = int(time.time() * 1000)
+            set_table_version(self, int(time.time() * 1000))
         try:
             yield from super().get_records(context)
         finally:
@@ -81,7 +86,7 @@ class FilesStream(FileStoreStream):
                 self.fetcher.close()
             # The SDK skips a STATE equal to the one before: do not leave the
             # last RECORDs waiting for one.
-            self._tap.message_writer.flush()
+            self.writer.flush()
         if self.paginator and self.paginator.listing_shrank:
             self._keep_starting_bookmark(context)
         elif fresh_start:
@@ -89,8 +94,16 @@ class FilesStream(FileStoreStream):
             # retire the rows of files the API no longer lists. Only at the end:
             # sent first, it would retire every row before the sync had loaded
             # any, and a sync that then failed would leave the table empty.
-            self._write_activate_version_message(self._stream_version)
+            write_activate_version(self, t.cast("int", table_version(self)))
         self.logger.info("%s", self.progress.summary_line())
+
+    @property
+    @override
+    def emit_activate_version_messages(self) -> bool:
+        # The SDK would send ACTIVATE_VERSION before the first record of a
+        # FULL_TABLE sync; the tap sends it after the last record of every
+        # sync that started without a bookmark (see get_records).
+        return False
 
     @override
     def get_url_params(
@@ -145,23 +158,9 @@ class FilesStream(FileStoreStream):
         # No child streams: the SDK's default would copy every record for them.
         return ()
 
-    @override
-    def _generate_record_messages(self, record: dict) -> Iterator[RecordMessage]:
-        # The SDK walks the selection mask and the stream maps for every record
-        # (a fifth of the tap's time per record). When neither can change a
-        # record, its message is built directly: the same message, faster.
-        if not self._records_go_out_as_they_are:
-            yield from super()._generate_record_messages(record)
-            return
-        yield RecordMessage(
-            stream=self.name,
-            record=record,
-            version=self._stream_version,
-            time_extracted=datetime.now(timezone.utc),
-        )
-
     @functools.cached_property
-    def _records_go_out_as_they_are(self) -> bool:
+    @override
+    def records_go_out_as_they_are(self) -> bool:  # type: ignore[override]
         """Whether every property is selected and no stream map applies."""
         maps = self.stream_maps
         plain = (
@@ -188,9 +187,7 @@ class FilesStream(FileStoreStream):
         page after the deletion skipped some: they were not emitted, and a new
         bookmark (or an ACTIVATE_VERSION) would lose them for good.
         """
-        markers = self.get_context_state(context).get(PROGRESS_MARKERS, {})
-        markers.pop("replication_key", None)
-        markers.pop("replication_key_value", None)
+        drop_progress_bookmark(self.get_context_state(context))
         self.logger.warning(
             "%s: files were deleted while this sync paged through them, so some "
             "may have been skipped: the bookmark stays where this sync started, "

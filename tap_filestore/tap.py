@@ -39,6 +39,17 @@ DEFAULT_BASE_URL = "https://api.example.com"
 DEFAULT_MAX_CONCURRENT_REQUESTS = 4
 
 
+#: A positive number, or its decimal text: Meltano hands a number set from the
+#: environment over as text (its `decimal` kind cannot be written as JSON).
+SECONDS = th.CustomType(
+    {
+        "type": ["number", "string"],
+        "exclusiveMinimum": 0,
+        "pattern": r"^\s*[0-9]*\.?[0-9]+\s*$",
+    }
+)
+
+
 class InvalidConfigError(FileStoreError):
     """The config is missing a key, has an unknown one, or a bad value."""
 
@@ -53,10 +64,12 @@ class TapFileStore(Tap):
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,
         TapCapabilities.DISCOVER,
-        TapCapabilities.ACTIVATE_VERSION,
+        TapCapabilities.TEST,
+        PluginCapabilities.ACTIVATE_VERSION,
         PluginCapabilities.ABOUT,
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,
     ]
 
     config_jsonschema = th.PropertiesList(
@@ -104,15 +117,16 @@ class TapFileStore(Tap):
         ),
         th.Property(
             "backoff_factor",
-            th.NumberType(exclusive_minimum=0),
+            SECONDS,
             default=2,
             description="Retry n waits backoff_factor ** n seconds, or Retry-After.",
         ),
         th.Property(
             "request_timeout",
-            th.NumberType(exclusive_minimum=0),
+            SECONDS,
             default=60,
-            description="Seconds before one HTTP request is abandoned and retried.",
+            description="Seconds one HTTP request may take in all (connect, "
+            "headers, body) before it is abandoned and retried.",
         ),
         th.Property(
             "max_concurrent_requests",
@@ -182,16 +196,15 @@ class TapFileStore(Tap):
     def get_singer_command(cls) -> click.Command:
         command = super().get_singer_command()
         # --test and --discover run in click callbacks, before the SDK installs
-        # its hook: install ours now, and make the SDK install ours too.
-        sys.excepthook = command.excepthook = _report_error  # type: ignore[attr-defined]
+        # its hook: install ours now (and again in `invoke`, after the SDK's).
+        sys.excepthook = _report_error
         return command
 
     @classmethod
     @override
-    def invoke(  # type: ignore[override]
-        cls, *, state: t.IO[str] | None = None, **kwargs: t.Any
-    ) -> None:
+    def invoke(cls, *, state: t.IO[str] | None = None, **kwargs: t.Any) -> None:
         """Run the sync; end the process at once if it is stopped."""
+        sys.excepthook = _report_error
         if state is not None:
             # Read here to name the file in the error if it is not JSON.
             text = state.read()
@@ -224,6 +237,11 @@ class TapFileStore(Tap):
             f"{key}: {self.config[key]!r} is not an http(s) URL"
             for key in ("base_url", "token_url")
             if self.config.get(key) and not _is_http_url(str(self.config[key]))
+        ]
+        problems += [
+            f"{key}: {self.config[key]!r} is not a number above 0"
+            for key in ("backoff_factor", "request_timeout")
+            if isinstance(self.config.get(key), str) and float(self.config[key]) <= 0
         ]
         if start_date := self.config.get("start_date"):
             try:

@@ -34,7 +34,8 @@ class Pipeline:
         return {
             "TAP_FILESTORE_BASE_URL": self.sandbox.base_url,
             "TAP_FILESTORE_CLIENT_SECRET": self.sandbox.client_secret,
-            "TAP_FILESTORE_BACKOFF_FACTOR": "1",
+            # A decimal from the environment, as Meltano users set it.
+            "TAP_FILESTORE_BACKOFF_FACTOR": "1.5",
             "TARGET_POSTGRES_HOST": "127.0.0.1",
             "TARGET_POSTGRES_PORT": str(self.cluster.port),
             "TARGET_POSTGRES_USER": "postgres",

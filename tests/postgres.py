@@ -9,8 +9,11 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psycopg
+if TYPE_CHECKING:
+    import psycopg
+
 
 SERVER_ROOT = Path("/usr/lib/postgresql")
 SERVER_GLOB = "*/bin/initdb"
@@ -49,6 +52,8 @@ class Cluster:
     bin_dir: Path
 
     def connect(self, database: str = "postgres") -> psycopg.Connection:
+        import psycopg  # noqa: PLC0415  # only the end-to-end tests need a driver
+
         return psycopg.connect(
             host="127.0.0.1",
             port=self.port,

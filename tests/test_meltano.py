@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from pathlib import Path
+
+import yaml
 
 from tap_filestore.sandbox import Sandbox
-from tests.conftest import expected_records
+from tests.conftest import expected_records, run_cli
 from tests.meltano_cli import meltano, require_plugin
 from tests.test_cli import SETTINGS
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 def test_meltano_lists_every_setting_with_its_source(tmp_path: Path) -> None:
@@ -60,3 +59,15 @@ def test_the_demo_loader_lands_every_file_in_jsonl(tmp_path: Path) -> None:
         landed = {r["file_id"]: r for r in map(json.loads, lines)}
         assert len(lines) == 700
         assert landed == expected_records(api)
+
+
+def test_meltano_yml_declares_the_capabilities_the_tap_reports(tmp_path: Path) -> None:
+    about = json.loads(run_cli("--about", "--format", "json", tmp_path=tmp_path).stdout)
+    project = yaml.safe_load((Path(__file__).parents[1] / "meltano.yml").read_text())
+    (extractor,) = project["plugins"]["extractors"]
+
+    assert sorted(extractor["capabilities"]) == sorted(about["capabilities"])
+    declared = {setting["name"] for setting in extractor["settings"]}
+    reported = set(about["settings"]["properties"])
+    assert declared <= reported
+    assert SETTINGS | {"stream_maps", "stream_map_config"} <= declared

@@ -119,4 +119,4 @@ def test_the_cli_prints_url_and_credentials_and_serves() -> None:
         assert answer.status_code == 400
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        server.communicate(timeout=10)

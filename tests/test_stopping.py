@@ -80,8 +80,7 @@ def test_a_closed_output_ends_the_tap_at_once_with_one_line(tmp_path: Path) -> N
         assert tap.stdout is not None
         tap.stdout.readline()  # the tap is writing: now the reader goes away
         tap.stdout.close()
-        err = tap.stderr.read() if tap.stderr else ""
-        tap.wait(timeout=HANG_GUARD_S)
+        _, err = tap.communicate(timeout=HANG_GUARD_S)
         CHILD_OUTPUTS.append(err)
         pages_requested = len(api.page_requests())
 

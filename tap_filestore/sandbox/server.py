@@ -127,7 +127,7 @@ class Sandbox:
     def base_url(self) -> str:
         """Return the root URL clients use."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def config(self, **overrides: object) -> dict:
         """Return a tap config that points at this sandbox."""
@@ -138,7 +138,7 @@ class Sandbox:
             **overrides,
         }
 
-    def start(self) -> Sandbox:
+    def start(self) -> Self:
         """Serve in a background thread."""
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="filestore-sandbox", daemon=True
