@@ -25,7 +25,6 @@ DEFAULT_TOKEN_LIFETIME_S = 3600
 #: A token is renewed this long before it expires, or 10% of its lifetime if shorter.
 TOKEN_REFRESH_MARGIN_S = 60
 TOKEN_REFRESH_MARGIN_RATIO = 0.1
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class ClientCredentialsAuthenticator(OAuthAuthenticator):
@@ -37,7 +36,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
     is sent once more with a fresh token.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (keyword-only, each named at the call)
         self,
         *,
         client_id: str,
@@ -45,6 +44,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         token_url: str,
         scope: str | None,
         timeout: float,
+        retryable_statuses: frozenset[int],
     ) -> None:
         """Create the authenticator; no token is fetched until the first request."""
         super().__init__(
@@ -58,6 +58,8 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         # bounds each token request by `timeout` in all.
         self.token_session = GuardedSession(token_url, timeout)
         self._timeout = timeout
+        #: Statuses of the token endpoint that the stream's retry policy retries.
+        self.retryable_statuses = retryable_statuses
         self._lock = threading.Lock()
         self.tokens_fetched = 0
 
@@ -95,7 +97,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         )
         status = response.status_code
         endpoint = f"The token endpoint {self.auth_endpoint}"
-        if status in RETRYABLE_STATUSES:
+        if status in self.retryable_statuses:
             msg = f"token endpoint {self.auth_endpoint} answered {status}"
             raise RetriableAPIError(msg, response)
         if response.is_redirect:

@@ -17,13 +17,11 @@ from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
-from tap_filestore.auth import RETRYABLE_STATUSES, ClientCredentialsAuthenticator
 from tap_filestore.errors import (
     APIRequestError,
     AuthenticationError,
     RetriesExhaustedError,
 )
-from tap_filestore.page import decode_page
 from tap_filestore.pagination import FilesPaginator
 from tap_filestore.prefetch import PageFetcher
 from tap_filestore.progress import SyncProgress
@@ -36,9 +34,12 @@ if t.TYPE_CHECKING:
     from backoff.types import Details
     from singer_sdk.helpers.types import Context
 
+    from tap_filestore.auth import ClientCredentialsAuthenticator
     from tap_filestore.output import BufferedMsgSpecWriter
     from tap_filestore.tap import TapFileStore
 
+#: The statuses retried, of page and token requests alike (the contract's list).
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: A `Retry-After` longer than this is treated as this, with a warning.
 MAX_RETRY_AFTER_S = 600.0
 RETRYABLE_EXCEPTIONS = (
@@ -124,7 +125,7 @@ class FileStoreStream(RESTStream[int]):
 
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
-        page = decode_page(response)
+        page = t.cast("FilesPaginator", self.paginator).page(response)
         self.progress.page_received(len(page.files), page.total)
         return page.files
 
@@ -177,14 +178,22 @@ class FileStoreStream(RESTStream[int]):
                     self._exhausted(prepared_request, exc)
                 ) from None
 
-        fetcher = PageFetcher(send, int(self.config["max_concurrent_requests"]))
+        fetcher = PageFetcher(
+            send, int(self.config["max_concurrent_requests"]), self.page_size
+        )
         self.fetcher = fetcher
 
         @functools.wraps(func)
         def request(
-            prepared_request: requests.PreparedRequest, _context: Context | None
+            prepared_request: requests.PreparedRequest, context: Context | None
         ) -> requests.Response:
-            return fetcher.fetch(prepared_request)
+            paginator = t.cast("FilesPaginator", self.paginator)
+            response = fetcher.fetch(prepared_request, paginator.current_value)
+            fetcher.fetch_ahead(
+                paginator.page(response),
+                lambda offset: self.prepare_request(context, next_page_token=offset),
+            )
+            return response
 
         return request
 

@@ -1,20 +1,64 @@
-"""Offset pagination over `/v1/files`."""
+"""Offset pagination over `/v1/files`: what a page is, and where paging goes next."""
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from singer_sdk.pagination import OffsetPaginator
 from typing_extensions import override
 
-from tap_filestore.errors import PaginationLoopError
-from tap_filestore.page import Page, decode_page
+from tap_filestore.errors import MalformedPageError, PaginationLoopError
 
 if TYPE_CHECKING:
     import requests
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Page:
+    """A decoded page: where it starts, its files and the optional `total`."""
+
+    offset: int
+    files: list[dict]
+    total: int | None
+
+
+def decode_page(response: requests.Response, offset: int) -> Page:
+    """Decode and check the answer to the page request at `offset`.
+
+    Raises:
+        MalformedPageError: If the body is not JSON, has no `files` list, or a
+            file has no `file_id`.
+    """
+    where = f"The page at offset {offset} of {urlsplit(response.url).path}"
+    try:
+        body = json.loads(response.content)
+    except ValueError as exc:
+        msg = f"{where} is not JSON ({exc}). The API or a proxy sent an error page."
+        raise MalformedPageError(msg) from exc
+    files = body.get("files") if isinstance(body, dict) else None
+    if not isinstance(files, list):
+        msg = f"{where} has no `files` list. Check base_url points at the files API."
+        raise MalformedPageError(msg)
+    for position, record in enumerate(files):
+        file_id = record.get("file_id") if isinstance(record, dict) else None
+        if not _usable_id(file_id):
+            msg = f"{where} has a file without `file_id` (item {position})."
+            raise MalformedPageError(msg)
+    total = body.get("total")
+    return Page(offset, files, total if isinstance(total, int) else None)
+
+
+def _usable_id(file_id: object) -> bool:
+    """Return whether `file_id` is a non-empty string or an integer."""
+    if isinstance(file_id, bool):
+        return False
+    return isinstance(file_id, int) or (isinstance(file_id, str) and file_id != "")
 
 
 class FilesPaginator(OffsetPaginator):
@@ -28,6 +72,7 @@ class FilesPaginator(OffsetPaginator):
     def __init__(self, page_size: int) -> None:
         """Start at offset 0 with `page_size` files a page."""
         super().__init__(start_value=0, page_size=page_size)
+        self._last: tuple[requests.Response, Page] | None = None
         self._cycle_check = PageCycleCheck()
         self._warned_total = False
         self._last_total: int | None = None
@@ -35,9 +80,15 @@ class FilesPaginator(OffsetPaginator):
         #: sync, later offsets moved down, and files may have been skipped.
         self.listing_shrank = False
 
+    def page(self, response: requests.Response) -> Page:
+        """Return the page `response` answers at the current offset, decoded once."""
+        if self._last is None or self._last[0] is not response:
+            self._last = (response, decode_page(response, self.current_value))
+        return self._last[1]
+
     @override
     def has_more(self, response: requests.Response) -> bool:
-        page = decode_page(response)
+        page = self.page(response)
         if page.total is not None:
             if self._last_total is not None and page.total < self._last_total:
                 self.listing_shrank = True

@@ -6,14 +6,13 @@ import logging
 import threading
 import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
-from urllib.parse import urlencode, urlsplit, urlunsplit
-
-from tap_filestore.page import decode_page, url_offset, url_params
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
 
     import requests
+
+    from tap_filestore.pagination import Page
 
 logger = logging.getLogger(__name__)
 
@@ -37,30 +36,56 @@ class PageFetcher:
     """
 
     def __init__(
-        self, send: Callable[[requests.PreparedRequest], requests.Response], width: int
+        self,
+        send: Callable[[requests.PreparedRequest], requests.Response],
+        width: int,
+        page_size: int,
     ) -> None:
         """Fetch with `send` (retries included), at most `width` requests at once."""
         self._send = send
         self._width = width
+        self._page_size = page_size
         self._pool = ThreadPoolExecutor(width, "prefetch") if width > 1 else None
         self._ahead: dict[int, Future[requests.Response]] = {}
         self._lock = threading.Lock()
         self._answers_slowly: bool | None = None
 
-    def fetch(self, request: requests.PreparedRequest) -> requests.Response:
-        """Return the answer to `request`, fetched ahead or now."""
-        offset = url_offset(request.url)
+    def fetch(
+        self, request: requests.PreparedRequest, offset: int
+    ) -> requests.Response:
+        """Return the answer to the page request at `offset`, fetched ahead or now."""
         with self._lock:
             ahead = self._ahead.pop(offset, None)
         if ahead:
-            response = ahead.result()
-        else:
-            response = self._send(request)
-            if offset and self._answers_slowly is None:
-                self._judge_answer_time(response)
-        if self._answers_slowly:
-            self._fetch_ahead(request, offset, response)
+            return ahead.result()
+        response = self._send(request)
+        if offset and self._answers_slowly is None:
+            self._judge_answer_time(response)
         return response
+
+    def fetch_ahead(
+        self, page: Page, request_at: Callable[[int], requests.PreparedRequest]
+    ) -> None:
+        """Request the pages after `page` that are not in flight yet, if it pays.
+
+        Args:
+            page: The page just received.
+            request_at: Builds the page request for an offset.
+        """
+        if not self._answers_slowly or self._pool is None or self._width <= 1:
+            return
+        limit = self._page_size
+        if page.total is None or len(page.files) < limit:
+            return
+        with self._lock:
+            for step in range(1, self._width + 1):
+                later = page.offset + step * limit
+                if later >= page.total:
+                    break
+                if later not in self._ahead:
+                    self._ahead[later] = self._pool.submit(
+                        self._send, request_at(later)
+                    )
 
     def one_at_a_time(self) -> None:
         """Stop fetching ahead (the API asked us to slow down)."""
@@ -90,36 +115,3 @@ class PageFetcher:
                 "The API answers a page in %.1f ms: fetching one page at a time",
                 seconds * 1000,
             )
-
-    def _fetch_ahead(
-        self,
-        request: requests.PreparedRequest,
-        offset: int,
-        response: requests.Response,
-    ) -> None:
-        if self._pool is None or self._width <= 1:
-            return
-        page = decode_page(response)
-        limit = int(url_params(request.url)["limit"])
-        if page.total is None or len(page.files) < limit:
-            return
-        with self._lock:
-            for step in range(1, self._width + 1):
-                later = offset + step * limit
-                if later >= page.total:
-                    break
-                if later not in self._ahead:
-                    self._ahead[later] = self._pool.submit(
-                        self._send, _at_offset(request, later)
-                    )
-
-
-def _at_offset(
-    request: requests.PreparedRequest, offset: int
-) -> requests.PreparedRequest:
-    """Return a copy of the page request for another offset."""
-    parts = urlsplit(request.url or "")
-    query = {**url_params(request.url), "offset": str(offset)}
-    later = request.copy()
-    later.url = urlunsplit(parts._replace(query=urlencode(query)))
-    return later

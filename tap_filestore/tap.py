@@ -21,6 +21,7 @@ from typing_extensions import override
 
 from tap_filestore import redact
 from tap_filestore.auth import ClientCredentialsAuthenticator
+from tap_filestore.client import RETRYABLE_STATUSES
 from tap_filestore.errors import FileStoreError, InvalidStateError, SyncStoppedError
 from tap_filestore.output import BufferedMsgSpecWriter
 from tap_filestore.state import check_state, parse_state
@@ -189,6 +190,7 @@ class TapFileStore(Tap):
             token_url=self.config.get("token_url") or f"{base_url}/oauth/token",
             scope=self.config.get("scope"),
             timeout=float(self.config["request_timeout"]),
+            retryable_statuses=RETRYABLE_STATUSES,
         )
 
     @classmethod

@@ -29,6 +29,22 @@ def require_plugin(kind: str, name: str) -> None:
         unavailable(f"Meltano or {name} is not installed: {SETUP_HINT}")
 
 
+def _project(system_db: Path) -> Path:
+    """Return a copy of the project beside `system_db`, sharing the plugins' venvs.
+
+    Meltano writes each run's config, catalog and state under `.meltano/run/`:
+    two runs of one project at once (parallel tests) would overwrite each
+    other's files. A copy per test keeps them apart.
+    """
+    project = system_db.parent / "meltano-project"
+    if not project.exists():
+        (project / ".meltano").mkdir(parents=True)
+        (project / "meltano.yml").write_text((ROOT / "meltano.yml").read_text())
+        for kind in ("extractors", "loaders"):
+            (project / ".meltano" / kind).symlink_to(PLUGINS / kind)
+    return project
+
+
 def _environment(system_db: Path, env: dict[str, str] | None) -> dict[str, str]:
     return {
         **os.environ,
@@ -44,7 +60,7 @@ def meltano(
     """Run `meltano ARGS` in the project with its own system database."""
     done = subprocess.run(
         [str(MELTANO), *args],
-        cwd=ROOT,
+        cwd=_project(system_db),
         env=_environment(system_db, env),
         capture_output=True,
         text=True,
@@ -61,7 +77,7 @@ def spawn_meltano(
     """Start `meltano ARGS` in a process group of its own, output discarded."""
     return subprocess.Popen(
         [str(MELTANO), *args],
-        cwd=ROOT,
+        cwd=_project(system_db),
         env=_environment(system_db, env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -83,7 +83,9 @@ def stream() -> object:
     tap = TapFileStore(
         config={"client_id": "c", "client_secret": "s"}, parse_env_config=False
     )
-    return tap.streams["files"]
+    files = tap.streams["files"]
+    files.get_new_paginator()  # a sync's paginator decodes each page
+    return files
 
 
 def records_of(stream: object, body: bytes) -> list[dict]:

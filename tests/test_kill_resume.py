@@ -10,6 +10,8 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tap_filestore.sandbox import Sandbox
 from tests.pipeline import Pipeline, live, source
 
@@ -49,22 +51,32 @@ def run_and_kill(pipeline: Pipeline, mode: tuple[str, ...], kill_point: str) -> 
     return code == -signal.SIGKILL
 
 
-def test_killed_runs_resume_with_nothing_lost_and_nothing_duplicated(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    cluster.create_database("kill_resume", "UTC")
-    rng = random.Random(SEED)  # noqa: S311
-    outcomes = []
-    with Sandbox(FILES, seed=SEED) as api:
-        pipeline = Pipeline(cluster, api, "kill_resume", tmp_path / "meltano.db")
-        pipeline.run_ok()
-        pages = FILES // 100
+#: Files each trial edits: enough that an incremental run, which asks the API
+#: only for files modified since its bookmark (`modified_since_param`), reads
+#: several pages, so that a kill can land in the middle of them.
+EDITED = 400
+#: Trials run in this many independent tests, so that test workers share them.
+CHUNKS = 2
 
-        for trial in range(TRIALS):
-            edited = api.dataset.touch(rng.sample(range(FILES), 40))
+
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_killed_runs_resume_with_nothing_lost_and_nothing_duplicated(
+    cluster: Cluster, tmp_path: Path, chunk: int
+) -> None:
+    database = f"kill_resume_{chunk}"
+    cluster.create_database(database, "UTC")
+    rng = random.Random(SEED + chunk)  # noqa: S311
+    outcomes = []
+    with Sandbox(FILES, seed=SEED + chunk) as api:
+        pipeline = Pipeline(cluster, api, database, tmp_path / "meltano.db")
+        pipeline.run_ok()
+
+        for trial in range(TRIALS // CHUNKS):
+            edited = api.dataset.touch(rng.sample(range(FILES), EDITED))
             added = api.dataset.add(rng.randint(0, 60))
             time.sleep(0.01)
             mode = rng.choice([(), ("--full-refresh",)])
+            pages = FILES // 100 if mode else EDITED // 100
             kill_point = (
                 f"page {rng.randrange(pages)}"
                 if trial % 2 == 0
@@ -94,8 +106,8 @@ def test_killed_runs_resume_with_nothing_lost_and_nothing_duplicated(
             assert outcome["duplicates"] == 0, outcome
             assert outcome["exact"], outcome
 
-    print(f"\nkill-and-resume: {len(outcomes)} trials")  # noqa: T201
+    print(f"\nkill-and-resume, part {chunk}: {len(outcomes)} trials")  # noqa: T201
     for outcome in outcomes:
         print(json.dumps(outcome))  # noqa: T201
     assert all(o["killed"] for o in outcomes if o["kill"].startswith("page"))
-    assert sum(o["killed"] for o in outcomes) >= TRIALS * 3 // 4
+    assert sum(o["killed"] for o in outcomes) >= len(outcomes) * 3 // 4

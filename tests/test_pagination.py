@@ -8,8 +8,7 @@ import tracemalloc
 import pytest
 
 from tap_filestore.errors import PaginationLoopError
-from tap_filestore.page import Page
-from tap_filestore.pagination import PageCycleCheck
+from tap_filestore.pagination import Page, PageCycleCheck
 from tap_filestore.sandbox import Sandbox
 from tests.conftest import FAST_RETRIES, expected_records, sync
 
