@@ -24,7 +24,7 @@ from tap_filestore.errors import (
 )
 from tap_filestore.pagination import FilesPaginator
 from tap_filestore.prefetch import PageFetcher
-from tap_filestore.progress import SyncProgress
+from tap_filestore.progress import FewerRequestMetrics, SyncProgress
 from tap_filestore.redact import redact
 from tap_filestore.session import GuardedSession, origin
 
@@ -50,6 +50,8 @@ RETRYABLE_EXCEPTIONS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
+#: One for the process: the metrics logger is shared by every stream.
+REQUEST_METRICS_FILTER = FewerRequestMetrics()
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
 
@@ -67,6 +69,7 @@ class FileStoreStream(RESTStream[int]):
     def __init__(self, tap: TapFileStore) -> None:
         """Create the stream; it shares the tap's authenticator and writer."""
         super().__init__(tap)
+        self.metrics_logger.addFilter(REQUEST_METRICS_FILTER)
         self._authenticator = tap.authenticator
         #: Where the tap's messages wait to be written out.
         self.writer = t.cast("BufferedMsgSpecWriter", tap.message_writer)

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import logging
-
-#: Seconds between two progress lines.
+#: Seconds between two progress lines, and between two request-duration METRICs.
 PROGRESS_INTERVAL_S = 10.0
+
+
+class FewerRequestMetrics(logging.Filter):
+    """Let one `http_request_duration` METRIC line through per progress interval.
+
+    The SDK logs one for every HTTP request: 10,000 lines for a million files.
+    Its other metrics (request and record counters, sync duration) pass as sent.
+    """
+
+    def __init__(self) -> None:
+        """Let the first one through."""
+        super().__init__()
+        self._last = -PROGRESS_INTERVAL_S
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Drop a request-duration point logged within the interval of the last one."""
+        if "http_request_duration" not in record.getMessage():
+            return True
+        now = time.monotonic()
+        if now - self._last < PROGRESS_INTERVAL_S:
+            return False
+        self._last = now
+        return True
 
 
 class SyncProgress:

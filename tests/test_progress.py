@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 
 from tap_filestore import progress
 from tap_filestore.sandbox import Sandbox
-from tests.conftest import FAST_RETRIES, sync
+from tests.conftest import FAST_RETRIES, run_cli, sync
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pytest
 
 
@@ -77,3 +79,16 @@ def test_the_summary_counts_records_requests_and_retries(
     )
     assert summary[0].endswith(" records/s")
     assert len(waits) == 2
+
+
+def test_request_duration_metrics_come_once_per_interval_and_counters_stay(
+    config: dict, tmp_path: Path
+) -> None:
+    run = run_cli(config={**config, "page_size": 10}, tmp_path=tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    metrics = [line for line in run.stderr.splitlines() if "METRIC" in line]
+    durations = [line for line in metrics if "http_request_duration" in line]
+    assert len(durations) == 1  # 25 page requests, well within one interval
+    assert any("http_request_count" in line for line in metrics)
+    assert any("record_count" in line for line in metrics)
