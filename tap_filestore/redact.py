@@ -69,7 +69,13 @@ def _masking_factory(
             record.msg, record.args = masked, None
         if record.exc_info and record.exc_info[1] is not None:
             trace = "".join(traceback.format_exception(*record.exc_info))
-            record.exc_text = redact(trace).rstrip("\n")
+            masked_trace = redact(trace)
+            record.exc_text = masked_trace.rstrip("\n")
+            if masked_trace != trace:
+                # Formatters that read exc_info itself (the SDK's structured
+                # one, which Meltano asks for) would print the secret: they
+                # get the masked text only.
+                record.exc_info = None
         return record
 
     return make_masked_record

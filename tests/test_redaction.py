@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
+from singer_sdk.logging import StructuredFormatter
 
 from tap_filestore.errors import FileStoreError
 from tap_filestore.redact import MASK
+from tap_filestore.tap import TapFileStore
 from tests.conftest import run_cli, sync
 from tests.leaks import leaked
 
@@ -80,3 +83,23 @@ def test_the_cli_prints_one_masked_error_line_for_an_echoing_api(
     assert leaked(secrets_of(sandbox), [run.stdout, run.stderr]) == set()
     errors = [line for line in run.stderr.splitlines() if "| ERROR" in line]
     assert len(errors) == 1, errors
+
+
+def test_a_traceback_quoting_a_secret_is_masked_for_every_formatter(
+    config: dict,
+) -> None:
+    TapFileStore(config=config, parse_env_config=False)  # registers the secret
+    secret = config["client_secret"]
+    try:
+        raise RuntimeError(f"the API said: bad secret {secret}")  # noqa: TRY301
+    except RuntimeError:
+        record = logging.getLogger("tap-filestore").makeRecord(
+            "tap-filestore", logging.ERROR, __file__, 1, "failed", (), sys.exc_info()
+        )
+
+    plain = logging.Formatter().format(record)
+    structured = StructuredFormatter().format(record)
+
+    assert MASK in plain
+    assert secret not in plain
+    assert secret not in structured
