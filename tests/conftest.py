@@ -66,6 +66,11 @@ class SyncResult:
         return self.state["bookmarks"]["files"].get("replication_key_value")
 
 
+def error_lines(stderr: str) -> list[str]:
+    """Return the ERROR lines of a tap's stderr."""
+    return [line for line in stderr.splitlines() if "| ERROR" in line]
+
+
 def state_at(bookmark: str) -> dict:
     """Return a state whose `files` bookmark is `bookmark`."""
     return {

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import run_cli, state_at
+from tests.conftest import error_lines, run_cli, state_at
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,10 +30,6 @@ SETTINGS = {
     "modified_since_param",
 }
 MISSING = object()
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "| ERROR" in line]
 
 
 def test_about_json_lists_every_setting_and_marks_the_secret(tmp_path: Path) -> None:

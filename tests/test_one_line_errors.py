@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import error_lines, run_cli
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -75,7 +75,7 @@ def test_a_failed_sync_prints_exactly_one_error_line_naming_the_culprit(
     run = run_cli(config=config, tmp_path=tmp_path)
 
     assert run.returncode == 1
-    errors = [line for line in run.stderr.splitlines() if "| ERROR" in line]
+    errors = error_lines(run.stderr)
     assert len(errors) == 1, errors
     assert FAILURES[setup] in errors[0]  # type: ignore[index]
     assert "Traceback" not in run.stderr

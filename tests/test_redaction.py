@@ -19,7 +19,7 @@ from singer_sdk.logging import StructuredFormatter
 from tap_filestore.errors import FileStoreError
 from tap_filestore.redact import MASK
 from tap_filestore.tap import TapFileStore
-from tests.conftest import run_cli, sync
+from tests.conftest import error_lines, run_cli, sync
 from tests.leaks import leaked
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def test_the_cli_prints_one_masked_error_line_for_an_echoing_api(
 
     assert run.returncode == 1
     assert leaked(secrets_of(sandbox), [run.stdout, run.stderr]) == set()
-    errors = [line for line in run.stderr.splitlines() if "| ERROR" in line]
+    errors = error_lines(run.stderr)
     assert len(errors) == 1, errors
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from tap_filestore.errors import InvalidStateError
 from tap_filestore.tap import TapFileStore
-from tests.conftest import run_cli, state_at
+from tests.conftest import error_lines, run_cli, state_at
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,10 +44,6 @@ BROKEN_STATES = [
         "`bookmarks.files.progress_markers` is not an object",
     ),
 ]
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "| ERROR" in line]
 
 
 @pytest.mark.parametrize(("text", "problem"), BROKEN_STATES)

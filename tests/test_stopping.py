@@ -18,7 +18,7 @@ import pytest
 
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.stopping import CLOSED_OUTPUT_EXIT
-from tests.conftest import FAST_RETRIES, state_at
+from tests.conftest import FAST_RETRIES, error_lines, state_at
 from tests.leaks import CHILD_OUTPUTS
 
 if TYPE_CHECKING:
@@ -41,10 +41,6 @@ def start_tap(api: Sandbox, tmp_path: Path, **overrides: object) -> subprocess.P
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "| ERROR" in line]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
