@@ -72,12 +72,12 @@ class Pipeline:
         return done
 
     def rows(self) -> list[dict]:
-        """Read the table, date-times as instants in the database's time zone."""
+        """Read the table, date-times as instants (the columns hold UTC)."""
         with self.cluster.connect(self.database) as conn:
             cursor = conn.execute(
                 "SELECT file_id, file_name,"
-                " created_at AT TIME ZONE current_setting('TimeZone') AS created_at,"
-                " modified_at AT TIME ZONE current_setting('TimeZone') AS modified_at,"
+                " created_at AT TIME ZONE 'UTC' AS created_at,"
+                " modified_at AT TIME ZONE 'UTC' AS modified_at,"
                 " _sdc_deleted_at, _sdc_table_version, _sdc_sync_started_at"
                 " FROM filestore.files"
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 import pytest
@@ -108,7 +108,11 @@ def test_full_refresh_reloads_everything_exactly(pipeline: Pipeline) -> None:
     assert len({r["_sdc_table_version"] for r in rows}) == 1
 
 
-@pytest.mark.parametrize("hard_delete", ["false", "true"])
+@pytest.mark.parametrize(
+    ("hard_delete", "pipeline"),
+    [("false", "Asia/Kolkata"), ("true", "UTC")],
+    indirect=["pipeline"],
+)
 def test_files_deleted_at_the_source_are_retired_by_a_full_refresh(
     pipeline: Pipeline, hard_delete: str
 ) -> None:
@@ -126,6 +130,11 @@ def test_files_deleted_at_the_source_are_retired_by_a_full_refresh(
     else:
         assert len(rows) == FILES
         assert retired == deleted
+        # Set by an UPDATE, which converts to the session's time zone: UTC too.
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        for row in rows:
+            if row["_sdc_deleted_at"] is not None:
+                assert abs(row["_sdc_deleted_at"] - now) < timedelta(minutes=5)
 
 
 def test_wrong_credentials_fail_the_run_and_change_nothing(pipeline: Pipeline) -> None:
