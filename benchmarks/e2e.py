@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,9 @@ DLT_PYTHON = ROOT / "benchmarks" / ".venv-dlt" / "bin" / "python"
 DATABASE = "bench"
 TICKS = os.sysconf("SC_CLK_TCK")
 MELTANO = "meltano run tap-filestore target-postgres (as shipped)"
+MELTANO_BATCH = "meltano run, BATCH files (jsonl, gzip)"
+#: Records per batch file in the BATCH job.
+BATCH_SIZE = 10_000
 PIPE = "tap-filestore piped to target-postgres (target defaults)"
 DLT = "dlt rest_api_source -> postgres (merge)"
 #: Process roles, by what their command line holds (first match wins).
@@ -239,6 +243,29 @@ def jobs(config: dict, cluster: Cluster, workdir: Path) -> dict[str, tuple]:
             meltano_env,
             "bench_meltano",
         ),
+        MELTANO_BATCH: (
+            [
+                [
+                    str(BIN / "meltano"),
+                    "run",
+                    "--full-refresh",
+                    "tap-filestore",
+                    "target-postgres",
+                ]
+            ],
+            {
+                **meltano_env,
+                "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": "bench_batch",
+                "TAP_FILESTORE_BATCH_CONFIG": json.dumps(
+                    {
+                        "encoding": {"format": "jsonl", "compression": "gzip"},
+                        "storage": {"root": (workdir / "batches").as_uri()},
+                        "batch_size": BATCH_SIZE,
+                    }
+                ),
+            },
+            "bench_batch",
+        ),
         PIPE: (
             [
                 [str(BIN / "tap-filestore"), "--config", str(tap_config)],
@@ -302,6 +329,7 @@ def main() -> None:
                                 continue
                             with cluster.connect(DATABASE) as conn:
                                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+                            shutil.rmtree(workdir / "batches", ignore_errors=True)
                             try:
                                 usage = run_job(
                                     argv_list, env, cluster, workdir / "job.log"
@@ -356,7 +384,7 @@ def report(
 def summary(sizes: list[int], best_of: dict[tuple[str, int], Usage]) -> None:
     print()
     small, large = min(sizes), max(sizes)
-    for name in (MELTANO, PIPE, DLT):
+    for name in (MELTANO, MELTANO_BATCH, PIPE, DLT):
         if (name, small) in best_of and (name, large) in best_of and small != large:
             growth = ", ".join(
                 f"{role} {peak / best_of[name, small].rss[role]:.2f}x"

@@ -36,6 +36,10 @@ class PaginationLoopError(FileStoreError):
     """The API answers pages it answered before: paging would never end."""
 
 
+class InvalidConfigError(FileStoreError):
+    """The config is missing a key, has an unknown one, or a bad value."""
+
+
 class InvalidStateError(FileStoreError):
     """The input state is not JSON, has the wrong shape, or a bad bookmark."""
 

@@ -14,7 +14,14 @@ from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams import Stream
 
 if t.TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Iterable
+
+    from singer_sdk.helpers import _batch
+    from singer_sdk.helpers.types import Context
+
+    # What the SDK passes to `Stream.get_batches` (types only), for streams.py.
+    BatchConfig = _batch.BatchConfig
+    BatchEncoding = _batch.BaseBatchFileEncoding
 
 #: The key of a stream's interim bookmark in its state (`helpers._state`).
 PROGRESS_MARKERS = "progress_markers"
@@ -37,6 +44,16 @@ def table_version(stream: Stream) -> int | None:
 def write_activate_version(stream: Stream, version: int) -> None:
     """Send ACTIVATE_VERSION (`Stream._write_activate_version_message`)."""
     stream._write_activate_version_message(version)  # noqa: SLF001
+
+
+def sync_records_quietly(stream: Stream, context: Context | None) -> Iterable[dict]:
+    """Yield the records the SDK's record loop passes, writing no message.
+
+    `Stream._sync_records(write_messages=False)` is what the SDK's own
+    `get_batches` batches: selection, `post_process` and state bookkeeping
+    included, the bookmark finalized when the records run out.
+    """
+    return stream._sync_records(context, write_messages=False)  # noqa: SLF001
 
 
 def drop_progress_bookmark(stream_state: dict) -> None:

@@ -12,14 +12,17 @@ from datetime import datetime, timedelta
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.singerlib import StateMessage
 from typing_extensions import override
 
+from tap_filestore.batches import BatchFiles, chunks
 from tap_filestore.client import FileStoreStream
-from tap_filestore.errors import MalformedPageError
+from tap_filestore.errors import InvalidConfigError, MalformedPageError
 from tap_filestore.sdk_private import (
     DirectRecordMessages,
     drop_progress_bookmark,
     set_table_version,
+    sync_records_quietly,
     table_version,
     write_activate_version,
 )
@@ -30,6 +33,8 @@ if t.TYPE_CHECKING:
 
     import requests
     from singer_sdk.helpers.types import Context
+
+    from tap_filestore.sdk_private import BatchConfig, BatchEncoding
 
 
 class _DropNullBookmarkWarnings(logging.Filter):
@@ -69,6 +74,10 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
     ).to_dict()
 
     _since: str | None = None
+    #: Whether get_batches is writing the records to files.
+    _batching = False
+    #: The table version to activate once every record is out.
+    _version_to_activate: int | None = None
     #: The first file whose text had to be replaced this sync, if any.
     _replaced_text_in: str | None = None
 
@@ -94,8 +103,61 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
             # retire the rows of files the API no longer lists. Only at the end:
             # sent first, it would retire every row before the sync had loaded
             # any, and a sync that then failed would leave the table empty.
-            write_activate_version(self, t.cast("int", table_version(self)))
+            # (In batch mode, after the last BATCH: see get_batches.)
+            self._version_to_activate = table_version(self)
+        if not self._batching:
+            self._activate_version()
         self.logger.info("%s", self.progress.summary_line())
+
+    @override
+    def get_batches(
+        self, batch_config: BatchConfig, context: Context | None = None
+    ) -> Iterable[tuple[BatchEncoding, list[str]]]:
+        """Write the records to files, one BATCH message (then STATE) each.
+
+        Each file is complete before it is announced, and the SDK writes STATE
+        only after the BATCH that announces the file it covers. Rows of a sync
+        that retires rows carry its table version as `_sdc_table_version`: a
+        RECORD message carries it as `version`, a batch file has only rows.
+        """
+        if not self.records_go_out_as_they_are:
+            msg = (
+                "batch_config cannot be combined with stream maps, flattening or "
+                "deselected properties: batch files hold records as extracted"
+            )
+            raise InvalidConfigError(msg)
+        storage, encoding = batch_config.storage, batch_config.encoding
+        files = BatchFiles(
+            storage.root,
+            storage.prefix,
+            encoding.compression or "none",
+            f"{self.tap_name}--{self.name}",
+        )
+        size = batch_config.batch_size
+        records = iter(sync_records_quietly(self, context))
+        final_state_written = False
+        self._batching = True
+        try:
+            for chunk in chunks(records, size):
+                if (version := table_version(self)) is not None:
+                    for record in chunk:
+                        record["_sdc_table_version"] = version
+                # A short chunk is the last: the records had run out, and the
+                # STATE after its BATCH holds the final bookmark.
+                final_state_written = len(chunk) < size
+                yield encoding, [files.write(chunk)]
+        finally:
+            self._batching = False
+        if not final_state_written:
+            # The records ran out after the last BATCH: the state is final now.
+            self.writer.write_message(StateMessage(value=self.tap_state))
+        self._activate_version()
+
+    def _activate_version(self) -> None:
+        """Send the ACTIVATE_VERSION a sync that carried every file has earned."""
+        if self._version_to_activate is not None:
+            write_activate_version(self, self._version_to_activate)
+            self._version_to_activate = None
 
     @property
     @override

@@ -21,8 +21,14 @@ from typing_extensions import override
 
 from tap_filestore import redact
 from tap_filestore.auth import ClientCredentialsAuthenticator
+from tap_filestore.batches import batch_config_problems
 from tap_filestore.client import RETRYABLE_STATUSES
-from tap_filestore.errors import FileStoreError, InvalidStateError, SyncStoppedError
+from tap_filestore.errors import (
+    FileStoreError,
+    InvalidConfigError,
+    InvalidStateError,
+    SyncStoppedError,
+)
 from tap_filestore.output import BufferedMsgSpecWriter
 from tap_filestore.state import check_state, parse_state
 from tap_filestore.stopping import exit_at_once, stop_on_signals
@@ -51,10 +57,6 @@ SECONDS = th.CustomType(
 )
 
 
-class InvalidConfigError(FileStoreError):
-    """The config is missing a key, has an unknown one, or a bad value."""
-
-
 class TapFileStore(Tap):
     """Extracts the `files` collection of the file-storage API."""
 
@@ -67,6 +69,7 @@ class TapFileStore(Tap):
         TapCapabilities.DISCOVER,
         TapCapabilities.TEST,
         PluginCapabilities.ACTIVATE_VERSION,
+        PluginCapabilities.BATCH,
         PluginCapabilities.ABOUT,
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.FLATTENING,
@@ -252,6 +255,8 @@ class TapFileStore(Tap):
                 problems.append(
                     f"start_date: {start_date!r} is not an ISO 8601 date-time"
                 )
+        if batch_config := self.config.get("batch_config"):
+            problems += batch_config_problems(batch_config)
         if problems:
             raise InvalidConfigError(_config_problem(problems))
 

@@ -14,7 +14,7 @@ from singer_sdk.streams import Stream
 
 from tap_filestore import sdk_private
 from tap_filestore.tap import TapFileStore
-from tests.conftest import captured_stdout
+from tests.conftest import captured_stdout, state_at
 
 RECORD = {
     "file_id": "fil_1",
@@ -90,4 +90,31 @@ def test_activate_version_is_still_written_by_the_method_the_tap_calls(
     (message,) = [json.loads(line) for line in out.getvalue().splitlines()]
     assert message == {"type": "ACTIVATE_VERSION", "stream": "files", "version": 77}, (
         "singer-sdk's Stream._write_activate_version_message changed"
+    )
+
+
+def test_the_sdk_record_loop_still_runs_without_writing_messages(
+    config: dict,
+) -> None:
+    method = getattr(Stream, "_sync_records", None)
+    assert method is not None, (
+        "singer-sdk removed Stream._sync_records: "
+        "sdk_private.sync_records_quietly has no record loop to run"
+    )
+    assert "write_messages" in inspect.signature(method).parameters, (
+        "singer-sdk's Stream._sync_records lost its write_messages parameter"
+    )
+    # From a bookmark: no ACTIVATE_VERSION (the tap's own message) either.
+    tap = TapFileStore(
+        config=config,
+        state=state_at("2020-01-01T00:00:00+00:00"),
+        parse_env_config=False,
+    )
+    stream = tap.streams["files"]
+    with captured_stdout() as out:
+        records = list(sdk_private.sync_records_quietly(stream, None))
+    assert len(records) == 250
+    assert out.getvalue() == b"", "the record loop wrote messages"
+    assert stream.get_context_state(None)["replication_key_value"], (
+        "the record loop no longer finalizes the bookmark when records run out"
     )
