@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tap_filestore.sandbox.dataset import to_datetime
@@ -28,10 +28,13 @@ class Pipeline:
     sandbox: Sandbox
     database: str
     system_db: Path
+    #: More variables for every run (e.g. the tap's batch_config).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self, **overrides: str) -> dict[str, str]:
         """Return the variables that point the tap and target at this pipeline."""
         return {
+            **self.extra_env,
             "TAP_FILESTORE_BASE_URL": self.sandbox.base_url,
             "TAP_FILESTORE_CLIENT_SECRET": self.sandbox.client_secret,
             # A decimal from the environment, as Meltano users set it.

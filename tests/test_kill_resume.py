@@ -55,23 +55,34 @@ def run_and_kill(pipeline: Pipeline, mode: tuple[str, ...], kill_point: str) -> 
 #: only for files modified since its bookmark (`modified_since_param`), reads
 #: several pages, so that a kill can land in the middle of them.
 EDITED = 400
-#: Trials run in this many independent tests, so that test workers share them.
-CHUNKS = 2
+#: Trials run in independent tests, so that test workers share them: two
+#: parts in RECORD mode, and fewer trials in BATCH mode (files of 500 records).
+PARTS = [(0, "records", TRIALS // 2), (1, "records", TRIALS // 2), (2, "batch", 6)]
 
 
-@pytest.mark.parametrize("chunk", range(CHUNKS))
+@pytest.mark.parametrize(("chunk", "mode_name", "trials"), PARTS)
 def test_killed_runs_resume_with_nothing_lost_and_nothing_duplicated(
-    cluster: Cluster, tmp_path: Path, chunk: int
+    cluster: Cluster, tmp_path: Path, chunk: int, mode_name: str, trials: int
 ) -> None:
     database = f"kill_resume_{chunk}"
     cluster.create_database(database, "UTC")
     rng = random.Random(SEED + chunk)  # noqa: S311
     outcomes = []
+    extra_env = {}
+    if mode_name == "batch":
+        batch_config = {
+            "encoding": {"format": "jsonl", "compression": "gzip"},
+            "storage": {"root": (tmp_path / "batches").as_uri()},
+            "batch_size": 500,
+        }
+        extra_env["TAP_FILESTORE_BATCH_CONFIG"] = json.dumps(batch_config)
     with Sandbox(FILES, seed=SEED + chunk) as api:
-        pipeline = Pipeline(cluster, api, database, tmp_path / "meltano.db")
+        pipeline = Pipeline(cluster, api, database, tmp_path / "meltano.db", extra_env)
         pipeline.run_ok()
+        if mode_name == "batch":
+            assert any((tmp_path / "batches").iterdir()), "no batch file written"
 
-        for trial in range(TRIALS // CHUNKS):
+        for trial in range(trials):
             edited = api.dataset.touch(rng.sample(range(FILES), EDITED))
             added = api.dataset.add(rng.randint(0, 60))
             time.sleep(0.01)
@@ -106,7 +117,7 @@ def test_killed_runs_resume_with_nothing_lost_and_nothing_duplicated(
             assert outcome["duplicates"] == 0, outcome
             assert outcome["exact"], outcome
 
-    print(f"\nkill-and-resume, part {chunk}: {len(outcomes)} trials")  # noqa: T201
+    print(f"\nkill-and-resume, {mode_name}: {len(outcomes)} trials")  # noqa: T201
     for outcome in outcomes:
         print(json.dumps(outcome))  # noqa: T201
     assert all(o["killed"] for o in outcomes if o["kill"].startswith("page"))
