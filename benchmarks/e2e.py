@@ -39,7 +39,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 MELTANO = "meltano run tap-filestore target-postgres (as shipped)"
 MELTANO_BATCH = "meltano run, BATCH files (jsonl, gzip)"
 #: Records per batch file in the BATCH job.
-BATCH_SIZE = 10_000
+BATCH_SIZE = 50_000
 PIPE = "tap-filestore piped to target-postgres (target defaults)"
 DLT = "dlt rest_api_source -> postgres (merge)"
 #: Process roles, by what their command line holds (first match wins).
@@ -115,7 +115,10 @@ class Sampler(threading.Thread):
                     (int(x.split()[1]) for x in status.splitlines() if "VmHWM" in x),
                     0,
                 )
-                self.last[pid] = (role, cpu, hwm / 1024)
+                # A process that has exited but is not yet reaped shows no
+                # VmHWM: keep the largest values seen.
+                _, seen_cpu, seen_rss = self.last.get(pid, (role, 0.0, 0.0))
+                self.last[pid] = (role, max(cpu, seen_cpu), max(hwm / 1024, seen_rss))
 
     def usage(self) -> tuple[dict[str, float], dict[str, float]]:
         cpu: dict[str, float] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -71,3 +72,21 @@ def test_meltano_yml_declares_the_capabilities_the_tap_reports(tmp_path: Path) -
     reported = set(about["settings"]["properties"])
     assert declared <= reported
     assert SETTINGS | {"stream_maps", "stream_map_config"} <= declared
+
+
+def test_meltano_runs_the_tap_on_the_singer_sdk_under_test(tmp_path: Path) -> None:
+    require_plugin("extractors", "tap-filestore")
+
+    done = meltano(
+        "invoke",
+        "tap-filestore",
+        "--about",
+        "--format",
+        "json",
+        system_db=tmp_path / "m.db",
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    # The newest-SDK run of scripts/test tests Meltano on that SDK, not on the pin.
+    sdk_version = json.loads(done.stdout[done.stdout.index("{") :])["sdk_version"]
+    assert sdk_version == importlib.metadata.version("singer-sdk")
