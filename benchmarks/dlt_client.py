@@ -3,15 +3,16 @@
 import json
 import sys
 
+from dlt.sources import DltSource
 from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
 from dlt.sources.rest_api import rest_api_source
 
 
-def main() -> None:
-    """Iterate every file of the API in the config file; print the count."""
-    config = json.load(open(sys.argv[1]))  # noqa: PTH123, SIM115
+def files_source(config_path: str) -> DltSource:
+    """Return the seed spec's source for the API in a tap config file."""
+    config = json.load(open(config_path))  # noqa: PTH123, SIM115
     base = config["base_url"]
-    source = rest_api_source(
+    return rest_api_source(
         {
             "client": {
                 "base_url": base,
@@ -38,7 +39,11 @@ def main() -> None:
             ],
         }
     )
-    print(sum(1 for _ in source), file=sys.stderr)
+
+
+def main() -> None:
+    """Iterate every file of the API in the config file; print the count."""
+    print(sum(1 for _ in files_source(sys.argv[1])), file=sys.stderr)
 
 
 if __name__ == "__main__":

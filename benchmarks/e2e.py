@@ -232,30 +232,21 @@ def jobs(config: dict, cluster: Cluster, workdir: Path) -> dict[str, tuple]:
         **{f"TARGET_POSTGRES_{k.upper()}": str(v) for k, v in connection.items()},
         "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": "bench_meltano",
     }
+    meltano_run = [
+        str(BIN / "meltano"),
+        "run",
+        "--full-refresh",
+        "tap-filestore",
+        "target-postgres",
+    ]
     runs = {
         MELTANO: (
-            [
-                [
-                    str(BIN / "meltano"),
-                    "run",
-                    "--full-refresh",
-                    "tap-filestore",
-                    "target-postgres",
-                ]
-            ],
+            [meltano_run],
             meltano_env,
             "bench_meltano",
         ),
         MELTANO_BATCH: (
-            [
-                [
-                    str(BIN / "meltano"),
-                    "run",
-                    "--full-refresh",
-                    "tap-filestore",
-                    "target-postgres",
-                ]
-            ],
+            [meltano_run],
             {
                 **meltano_env,
                 "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": "bench_batch",

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
 #: Formats and compressions the tap writes.
 FORMATS = ("jsonl",)
@@ -82,15 +82,3 @@ class BatchFiles:
             part.unlink(missing_ok=True)
             raise
         return path.as_uri()
-
-
-def chunks(records: Iterator[dict], size: int) -> Iterator[list[dict]]:
-    """Yield lists of up to `size` records, pulling no record before it is needed."""
-    chunk: list[dict] = []
-    for record in records:
-        chunk.append(record)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

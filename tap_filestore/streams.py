@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
 import time
@@ -15,7 +16,7 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import StateMessage
 from typing_extensions import override
 
-from tap_filestore.batches import BatchFiles, chunks
+from tap_filestore.batches import BatchFiles
 from tap_filestore.client import FileStoreStream
 from tap_filestore.errors import InvalidConfigError, MalformedPageError
 from tap_filestore.sdk_private import (
@@ -138,7 +139,9 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
         final_state_written = False
         self._batching = True
         try:
-            for chunk in chunks(records, size):
+            # `islice` pulls no record past the chunk: the STATE after a BATCH
+            # covers exactly the files announced so far.
+            while chunk := list(itertools.islice(records, size)):
                 if (version := table_version(self)) is not None:
                     for record in chunk:
                         record["_sdc_table_version"] = version

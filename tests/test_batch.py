@@ -39,7 +39,9 @@ def read_batch(url: str) -> list[dict]:
         return [json.loads(line) for line in lines]
 
 
-def run(config: dict, tmp_path: Path, state: dict | None = None) -> tuple[int, list]:
+def run(
+    config: dict, tmp_path: Path, state: dict | None = None
+) -> tuple[int, list[dict], str]:
     args = []
     if state is not None:
         (tmp_path / "state.json").write_text(json.dumps(state))
