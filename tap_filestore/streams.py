@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import re
 import time
@@ -22,8 +21,8 @@ from tap_filestore.errors import InvalidConfigError, MalformedPageError
 from tap_filestore.sdk_private import (
     DirectRecordMessages,
     drop_progress_bookmark,
+    record_chunks,
     set_table_version,
-    sync_records_quietly,
     table_version,
     write_activate_version,
 )
@@ -135,13 +134,10 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
             f"{self.tap_name}--{self.name}",
         )
         size = batch_config.batch_size
-        records = iter(sync_records_quietly(self, context))
         final_state_written = False
         self._batching = True
         try:
-            # `islice` pulls no record past the chunk: the STATE after a BATCH
-            # covers exactly the files announced so far.
-            while chunk := list(itertools.islice(records, size)):
+            for chunk in record_chunks(self, context, size):
                 if (version := table_version(self)) is not None:
                     for record in chunk:
                         record["_sdc_table_version"] = version

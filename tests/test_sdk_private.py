@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 
+import pytest
 from singer_sdk.helpers import _state
 from singer_sdk.streams import Stream
 
@@ -93,28 +94,38 @@ def test_activate_version_is_still_written_by_the_method_the_tap_calls(
     )
 
 
-def test_the_sdk_record_loop_still_runs_without_writing_messages(
-    config: dict,
+@pytest.mark.parametrize("bookmark", [None, "2020-01-01T00:00:00+00:00"])
+def test_record_chunks_leave_the_state_the_sdk_record_loop_leaves(
+    config: dict, bookmark: str | None
 ) -> None:
-    method = getattr(Stream, "_sync_records", None)
-    assert method is not None, (
-        "singer-sdk removed Stream._sync_records: "
-        "sdk_private.sync_records_quietly has no record loop to run"
-    )
-    assert "write_messages" in inspect.signature(method).parameters, (
-        "singer-sdk's Stream._sync_records lost its write_messages parameter"
-    )
-    # From a bookmark: no ACTIVATE_VERSION (the tap's own message) either.
-    tap = TapFileStore(
-        config=config,
-        state=state_at("2020-01-01T00:00:00+00:00"),
-        parse_env_config=False,
-    )
-    stream = tap.streams["files"]
-    with captured_stdout() as out:
-        records = list(sdk_private.sync_records_quietly(stream, None))
-    assert len(records) == 250
-    assert out.getvalue() == b"", "the record loop wrote messages"
-    assert stream.get_context_state(None)["replication_key_value"], (
-        "the record loop no longer finalizes the bookmark when records run out"
-    )
+    for name in (
+        "_sync_records",
+        "_write_starting_replication_value",
+        "_increment_stream_state",
+        "_finalize_state",
+    ):
+        assert hasattr(Stream, name), (
+            f"singer-sdk removed Stream.{name}: update sdk_private.record_chunks"
+        )
+
+    def sync(chunked: bool) -> tuple[list[list[dict]], dict, bytes]:
+        state = state_at(bookmark) if bookmark else {}
+        tap = TapFileStore(config=config, state=state, parse_env_config=False)
+        stream = tap.streams["files"]
+        with captured_stdout() as out:
+            if chunked:
+                chunks = list(sdk_private.record_chunks(stream, None, 100))
+            else:
+                loop = stream._sync_records(None, write_messages=False)
+                chunks = [list(loop)]
+        return chunks, tap.state, out.getvalue()
+
+    chunks, state, written = sync(chunked=True)
+    (records,), sdk_state, _ = sync(chunked=False)
+    assert [len(chunk) for chunk in chunks] == [100, 100, 50]
+    assert [r["file_id"] for c in chunks for r in c] == [r["file_id"] for r in records]
+    assert state == sdk_state, "record_chunks and the SDK's record loop differ"
+    assert state["bookmarks"]["files"]["replication_key_value"]
+    # (A fresh sync's ACTIVATE_VERSION is the tap's own, not the loop's.)
+    assert b'"RECORD"' not in written, "record_chunks wrote records"
+    assert b'"STATE"' not in written, "record_chunks wrote state"
