@@ -26,7 +26,7 @@ TAP = "tap-filestore (defaults)"
 
 
 def start_sandbox(
-    files: int, latency: float, workdir: Path
+    files: int, latency: float, workdir: Path, extra: list[str] | None = None
 ) -> tuple[subprocess.Popen, dict]:
     config_path = workdir / "sandbox.json"
     server = subprocess.Popen(
@@ -42,6 +42,7 @@ def start_sandbox(
             str(latency),
             "--write-config",
             str(config_path),
+            *(extra or []),
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -20,6 +20,8 @@ from tap_filestore.session import GuardedSession
 if t.TYPE_CHECKING:
     import requests
 
+    from tap_filestore.pacing import Pacer
+
 #: Lifetime assumed when the token endpoint sends no `expires_in`.
 DEFAULT_TOKEN_LIFETIME_S = 3600
 #: A token is renewed this long before it expires, or 10% of its lifetime if shorter.
@@ -45,6 +47,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         scope: str | None,
         timeout: float,
         retryable_statuses: frozenset[int],
+        pacer: Pacer,
     ) -> None:
         """Create the authenticator; no token is fetched until the first request."""
         super().__init__(
@@ -56,7 +59,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         )
         # Retries belong to the stream's policy, not urllib3's; the session
         # bounds each token request by `timeout` in all.
-        self.token_session = GuardedSession(token_url, timeout)
+        self.token_session = GuardedSession(token_url, timeout, pacer)
         self._timeout = timeout
         #: Statuses of the token endpoint that the stream's retry policy retries.
         self.retryable_statuses = retryable_statuses
@@ -197,7 +200,14 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         response.close()
         retry = response.request.copy()
         retry.hooks = default_hooks()
-        self._set_bearer(retry)
+        # Sent by the adapter, not the session: pace it here, after taking
+        # a token (fetching one is a paced request of its own), and again if
+        # a short-lived token expired while the request waited.
+        while True:
+            self._set_bearer(retry)
+            self.token_session.pacer.wait()
+            if self.is_token_valid():
+                break
         answer = response.connection.send(retry, **send_kwargs)
         answer.history.append(response)
         answer.request = retry

@@ -40,6 +40,10 @@ if t.TYPE_CHECKING:
 
 #: The statuses retried, of page and token requests alike (the contract's list).
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Statuses that say the API is strained: fewer pages in flight.
+STRAIN_STATUSES = frozenset(
+    {HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.SERVICE_UNAVAILABLE}
+)
 #: A `Retry-After` longer than this is treated as this, with a warning.
 MAX_RETRY_AFTER_S = 600.0
 RETRYABLE_EXCEPTIONS = (
@@ -71,6 +75,8 @@ class FileStoreStream(RESTStream[int]):
         super().__init__(tap)
         self.metrics_logger.addFilter(REQUEST_METRICS_FILTER)
         self._authenticator = tap.authenticator
+        #: Holds page and token requests to the rate limit and the API's pauses.
+        self.pacer = tap.pacer
         #: Where the tap's messages wait to be written out.
         self.writer = t.cast("BufferedMsgSpecWriter", tap.message_writer)
 
@@ -87,7 +93,7 @@ class FileStoreStream(RESTStream[int]):
     @functools.cached_property
     @override
     def requests_session(self) -> requests.Session:
-        session = GuardedSession(self.url_base, self.timeout)
+        session = GuardedSession(self.url_base, self.timeout, self.pacer)
         # requests scans os.environ for proxy settings on every request;
         # resolve them once for the API host instead.
         session.proxies.update(requests.utils.get_environ_proxies(self.url_base))
@@ -239,37 +245,44 @@ class FileStoreStream(RESTStream[int]):
     @override
     def backoff_handler(self, details: Details) -> None:
         self.progress.retries += 1
-        response = getattr(details["exception"], "response", None)  # type: ignore[typeddict-item]
-        if (
-            response is not None
-            and response.status_code == HTTPStatus.TOO_MANY_REQUESTS
-        ) and self.fetcher:
-            self.fetcher.one_at_a_time()
+        exception = details["exception"]  # type: ignore[typeddict-item]
+        response = getattr(exception, "response", None)
+        if response is not None and response.status_code in STRAIN_STATUSES:
+            if self.fetcher:
+                self.fetcher.strained(f"{response.status_code} {response.reason}")
+            if response.status_code == HTTPStatus.TOO_MANY_REQUESTS:
+                self.pacer.rate_limited(response.elapsed.total_seconds())
+            if hint := _retry_after_hint(response):
+                # Every request waits, not only the one that was told to.
+                self.pacer.pause(hint)
         self.logger.info(
             "Retry %d of %d in %.1f s after %s",
             details["tries"],
             self.backoff_max_tries() - 1,
             details["wait"],
-            _describe(details["exception"]),  # type: ignore[typeddict-item]
+            _describe(exception),
         )
 
     def _retry_after(self, exception: BaseException | None) -> float | None:
         """Return the wait a `Retry-After` header asks for, if a usable one."""
         response = getattr(exception, "response", None)
-        value = None if response is None else response.headers.get("Retry-After")
-        if not value:
-            return None
-        seconds = _parse_retry_after(value.strip())
-        if seconds is None or seconds <= 0:
-            return None
-        if seconds > MAX_RETRY_AFTER_S:
+        seconds = None if response is None else _retry_after_hint(response)
+        if seconds == MAX_RETRY_AFTER_S:
             self.logger.warning(
-                "Retry-After asks for %.0f s; waiting %.0f s instead",
-                seconds,
+                "Retry-After asks for %s s; waiting %.0f s instead",
+                response.headers["Retry-After"],  # type: ignore[union-attr]
                 MAX_RETRY_AFTER_S,
             )
-            return MAX_RETRY_AFTER_S
         return seconds
+
+
+def _retry_after_hint(response: requests.Response) -> float | None:
+    """Return the seconds `Retry-After` asks for, at most `MAX_RETRY_AFTER_S`."""
+    value = response.headers.get("Retry-After")
+    seconds = _parse_retry_after(value.strip()) if value else None
+    if seconds is None or seconds <= 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)
 
 
 def _ca_bundle_from_environment() -> str | None:

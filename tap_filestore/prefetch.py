@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -20,14 +21,71 @@ logger = logging.getLogger(__name__)
 QUICK_ANSWER_S = 0.003
 
 
+class Width:
+    """How many pages may be in flight: additive increase, multiplicative decrease.
+
+    It starts at `START` and grows by one a healthy answer (doubling every round
+    trip) up to `ceiling`; a sign of strain (429, 503, or answers taking
+    `SLOWDOWN` times their usual time) halves it, at most once a round trip,
+    and it then grows back by one a round trip (a `1 / width` per answer). The
+    usual answer time is the lowest smoothed one, drifting up slowly, so an
+    API that has become slower for good is not taken for a strained one for long.
+    """
+
+    START = 2
+    #: Answers this many times slower than usual are a sign of strain.
+    SLOWDOWN = 2.0
+    #: Weight of the latest answer time in the smoothed one.
+    SMOOTHING = 0.2
+    #: How fast (per answer) the usual answer time follows slower answers.
+    DRIFT = 1.01
+
+    def __init__(self, ceiling: int) -> None:
+        """Allow at most `ceiling` pages in flight."""
+        self.ceiling = ceiling
+        self.value = float(min(self.START, ceiling))
+        self._grow_fast_below = float(ceiling)
+        self._quiet_from = 0.0
+        self._answer_s: float | None = None
+        self._usual_s: float | None = None
+
+    def __int__(self) -> int:
+        """Return how many pages may be in flight now."""
+        return int(self.value)
+
+    def answered(self, seconds: float, now: float) -> str | None:
+        """Count a healthy answer of `seconds`; return why it shrank, if it did."""
+        answer = self._answer_s = (
+            seconds
+            if self._answer_s is None
+            else self._answer_s + self.SMOOTHING * (seconds - self._answer_s)
+        )
+        usual = self._usual_s = min(answer, (self._usual_s or answer) * self.DRIFT)
+        if answer > self.SLOWDOWN * usual:
+            reason = f"answers slowed from {usual * 1000:.0f} to {answer * 1000:.0f} ms"
+            return reason if self.shrink(now) else None
+        step = 1.0 if self.value < self._grow_fast_below else 1.0 / self.value
+        self.value = min(float(self.ceiling), self.value + step)
+        return None
+
+    def shrink(self, now: float) -> bool:
+        """Halve the width, unless it was halved less than a round trip ago."""
+        if now < self._quiet_from:
+            return False
+        self.value = max(1.0, self.value / 2)
+        self._grow_fast_below = self.value
+        self._quiet_from = now + (self._answer_s or 0.0)
+        return True
+
+
 class PageFetcher:
     """Hands out pages in the order they are asked for, fetching ahead when it pays.
 
     Once a page says how many files there are (`total`), the pages after it are
-    independent: up to `width` of them are requested in a small pool while
-    the caller emits the current one. Records still come out in order, since
-    the caller asks for offsets in order. Without `total`, or after the API
-    rate limits, pages are fetched one at a time.
+    independent: up to `width` of them (see `Width`) are requested in a pool
+    while the caller emits the current one. Records still come out in order,
+    since the caller asks for offsets in order, and at most `width` pages wait
+    in memory. Without `total`, pages are fetched one at a time.
 
     Fetching ahead hides the API's answer time behind the caller's work, but
     the threads share one interpreter lock: when the API answers the second
@@ -43,7 +101,7 @@ class PageFetcher:
     ) -> None:
         """Fetch with `send` (retries included), at most `width` requests at once."""
         self._send = send
-        self._width = width
+        self.width = Width(width)
         self._page_size = page_size
         self._pool = ThreadPoolExecutor(width, "prefetch") if width > 1 else None
         self._ahead: dict[int, Future[requests.Response]] = {}
@@ -58,7 +116,7 @@ class PageFetcher:
             ahead = self._ahead.pop(offset, None)
         if ahead:
             return ahead.result()
-        response = self._send(request)
+        response = self._timed_send(request)
         if offset and self._answers_slowly is None:
             self._judge_answer_time(response)
         return response
@@ -72,26 +130,27 @@ class PageFetcher:
             page: The page just received.
             request_at: Builds the page request for an offset.
         """
-        if not self._answers_slowly or self._pool is None or self._width <= 1:
+        if not self._answers_slowly or self._pool is None:
             return
         limit = self._page_size
         if page.total is None or len(page.files) < limit:
             return
         with self._lock:
-            for step in range(1, self._width + 1):
+            for step in range(1, int(self.width) + 1):
                 later = page.offset + step * limit
                 if later >= page.total:
                     break
                 if later not in self._ahead:
                     self._ahead[later] = self._pool.submit(
-                        self._send, request_at(later)
+                        self._timed_send, request_at(later)
                     )
 
-    def one_at_a_time(self) -> None:
-        """Stop fetching ahead (the API asked us to slow down)."""
-        if self._width > 1:
-            logger.warning("Rate limited: fetching one page at a time from now on")
-        self._width = 1
+    def strained(self, why: str) -> None:
+        """Halve the pages in flight: the API said it is strained (429, 503)."""
+        with self._lock:
+            before = int(self.width)
+            if self._pool and self.width.shrink(time.monotonic()):
+                self._log_shrink(before, why)
 
     def close(self) -> None:
         """Drop pages fetched ahead that nobody asked for."""
@@ -101,6 +160,26 @@ class PageFetcher:
             self._ahead.clear()
         if self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _timed_send(self, request: requests.PreparedRequest) -> requests.Response:
+        response = self._send(request)
+        if self._pool:
+            with self._lock:
+                before = int(self.width)
+                why = self.width.answered(
+                    response.elapsed.total_seconds(), time.monotonic()
+                )
+                if why:
+                    self._log_shrink(before, why)
+        return response
+
+    def _log_shrink(self, before: int, why: str) -> None:
+        logger.info(
+            "Pages in flight: %d -> %d (%s); growing again while answers stay healthy",
+            before,
+            int(self.width),
+            why,
+        )
 
     def _judge_answer_time(self, response: requests.Response) -> None:
         """Decide, from the answer time of a page after the first, to fetch ahead.

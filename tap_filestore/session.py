@@ -17,6 +17,7 @@ import threading
 import time
 import typing as t
 from contextlib import contextmanager, suppress
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import requests
@@ -27,6 +28,12 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from tap_filestore.pacing import Pacer
+
+
+#: Connections kept alive per host: the most pages in flight at once.
+MAX_CONNECTIONS = 16
 
 
 def origin(url: str | None) -> tuple[str, str, int | None]:
@@ -197,30 +204,38 @@ class GuardedSession(requests.Session):
     Args:
         home: URL whose origin alone may receive the `Authorization` header.
         deadline: Seconds one request may take in all, redirects included.
+        pacer: Holds each request until it may go (not part of its deadline).
     """
 
-    def __init__(self, home: str, deadline: float) -> None:
+    def __init__(self, home: str, deadline: float, pacer: Pacer) -> None:
         """Create the session."""
         super().__init__()
         self.home = origin(home)
         self.deadline = deadline
-        adapter = _WatchedAdapter()
+        self.pacer = pacer
+        # One kept-alive connection for each page that may be in flight.
+        adapter = _WatchedAdapter(pool_maxsize=MAX_CONNECTIONS)
         self.mount("https://", adapter)
         self.mount("http://", adapter)
 
     @override
     def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> t.Any:
+        self.pacer.wait()
         if _current_watch() is not None:
             # A redirect or a re-send within a request: same deadline.
-            return super().send(request, **kwargs)
-        with self._watched() as watch:
-            try:
-                return super().send(request, **kwargs)
-            except (requests.exceptions.RequestException, OSError) as exc:
-                if not watch.expired:
-                    raise
-                msg = f"no complete answer within {self.deadline:g} s"
-                raise RequestDeadlineError(msg, request=request) from exc
+            response = super().send(request, **kwargs)
+        else:
+            with self._watched() as watch:
+                try:
+                    response = super().send(request, **kwargs)
+                except (requests.exceptions.RequestException, OSError) as exc:
+                    if not watch.expired:
+                        raise
+                    msg = f"no complete answer within {self.deadline:g} s"
+                    raise RequestDeadlineError(msg, request=request) from exc
+        if response.status_code != HTTPStatus.TOO_MANY_REQUESTS:
+            self.pacer.accepted()
+        return response
 
     @override
     def rebuild_auth(

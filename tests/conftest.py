@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import backoff._sync
 import pytest
 
+from tap_filestore import pacing
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.sandbox.server import CLIENT_SECRET
 from tap_filestore.tap import TapFileStore
@@ -176,7 +177,22 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     asked: list[float] = []
     clock = SimpleNamespace(sleep=asked.append, monotonic=time.monotonic)
     monkeypatch.setattr(backoff._sync, "time", clock)
+    # The pause a `Retry-After` puts on every request passes at once too.
+    monkeypatch.setattr(pacing, "time", SkippingClock())
     return asked
+
+
+class SkippingClock:
+    """A monotonic clock whose `sleep` moves it on instead of waiting."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def sleep(self, seconds: float) -> None:
+        self.skipped += seconds
 
 
 @pytest.fixture(scope="session", autouse=True)

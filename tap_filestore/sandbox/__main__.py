@@ -30,6 +30,18 @@ def main(argv: list[str] | None = None) -> None:
         "--latency", type=float, default=0.0, help="seconds each page answer waits"
     )
     parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        help="answer times vary by this fraction of --latency (0.3: +-30%%)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        metavar="PER_SECOND",
+        help="answer 429 with Retry-After above this many requests a second",
+    )
+    parser.add_argument(
         "--precompute", type=int, metavar="LIMIT", help="render pages of LIMIT first"
     )
     args = parser.parse_args(argv)
@@ -45,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         sys.exit(f"filestore-sandbox: cannot listen on port {args.port} ({exc})")
     sandbox.latency = args.latency
+    sandbox.jitter = args.jitter
+    sandbox.rate_limit = args.rate_limit
     if args.precompute:
         sandbox.precompute(args.precompute)
     config = sandbox.config()

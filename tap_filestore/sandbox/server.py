@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import random
 import secrets
 import socket
 import struct
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -22,7 +25,7 @@ from typing_extensions import Self
 from tap_filestore.sandbox.dataset import EPOCH, Dataset
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 CLIENT_ID = "sandbox-client"
 CLIENT_SECRET = "sandbox-secret-5f3c9e1d7a"  # noqa: S105
@@ -82,6 +85,10 @@ class LoggedRequest:
     authorization: str | None = None
     #: Whether the request's body carried a `client_secret`.
     secret_sent: bool = False
+    #: When the request arrived (`at` is when it was answered).
+    arrived: float = 0.0
+    #: Page requests being answered when it arrived, itself included.
+    in_flight: int = 0
 
 
 class Sandbox:
@@ -107,8 +114,17 @@ class Sandbox:
         #: as a broken cursor does.
         self.wrap_offset_at: int | None = None
         self.wrap_offset_to = 0
-        #: Seconds every page answer waits, as a distant API's round trip does.
+        #: Seconds every page answer waits, as a distant API's round trip does,
+        #: give or take the fraction `jitter` of it.
         self.latency = 0.0
+        self.jitter = 0.0
+        #: Requests a second the client may send, in bursts of up to as many;
+        #: above it the answer is 429 with `Retry-After`. None: no limit.
+        self.rate_limit: float | None = None
+        self._budget = math.inf
+        self._budget_at = time.monotonic()
+        self._in_flight = 0
+        self._counted = 0
         self.token_ttl = token_ttl
         self.modified_since_param = modified_since_param
         self.client_id = CLIENT_ID
@@ -193,6 +209,48 @@ class Sandbox:
                     self.faults.remove(fault)
                 return fault
         return None
+
+    def take_stats(self) -> dict[str, int]:
+        """Count the requests answered, by status, since the last call."""
+        with self._lock:
+            answered, self._counted = self.requests[self._counted :], len(self.requests)
+        counts = {"requests": len(answered)}
+        for request in answered:
+            counts[str(request.status)] = counts.get(str(request.status), 0) + 1
+        return counts
+
+    def over_rate_limit(self) -> int | None:
+        """Spend one request of the budget; if none is left, return seconds to wait."""
+        if not self.rate_limit:
+            return None
+        with self._lock:
+            now = time.monotonic()
+            self._budget = min(
+                self.rate_limit,
+                self._budget + (now - self._budget_at) * self.rate_limit,
+            )
+            self._budget_at = now
+            if self._budget >= 1:
+                self._budget -= 1
+                return None
+            return max(1, math.ceil((1 - self._budget) / self.rate_limit))
+
+    def answer_delay(self) -> float:
+        """Return how long this page answer waits: `latency`, give or take `jitter`."""
+        spread = self.jitter * random.uniform(-1.0, 1.0)  # noqa: S311
+        return self.latency * (1.0 + spread)
+
+    @contextmanager
+    def page_in_flight(self) -> Iterator[int]:
+        """Count a page request while it is answered; yield the count, itself in."""
+        with self._lock:
+            self._in_flight += 1
+            count = self._in_flight
+        try:
+            yield count
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def issue_token(self) -> tuple[str, int | None]:
         """Create an access token and return it with its lifetime."""
@@ -307,6 +365,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     _secret_sent = False
+    _arrived = 0.0
+    _in_flight = 0
     server_version = "filestore-sandbox/1"
 
     @property
@@ -317,6 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
+        self._arrived = time.monotonic()
         path = urlsplit(self.path).path
         length = int(self.headers.get("Content-Length") or 0)
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
@@ -324,6 +385,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._secret_sent = "client_secret" in form
         if path != "/oauth/token":
             self._json(404, {"error": "not_found"}, path, logged)
+            return
+        if self._rate_limited(path, logged):
             return
         if (fault := self.sandbox.take_fault("token")) and self._apply(
             fault, path, logged
@@ -345,19 +408,47 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, answer, path, logged)
 
     def do_GET(self) -> None:
+        self._arrived = time.monotonic()
         self._secret_sent = False
         url = urlsplit(self.path)
         params = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/_sandbox/stats":
+            self._send_stats()
+            return
         if url.path != "/v1/files":
             self._json(404, {"error": "not_found"}, url.path, params)
             return
+        with self.sandbox.page_in_flight() as count:
+            self._in_flight = count
+            if not self._rate_limited(url.path, params):
+                self._answer_page(url.path, params)
+
+    def _send_stats(self) -> None:
+        """Answer how many requests got which status since the last time asked."""
+        body = json.dumps(self.sandbox.take_stats()).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _rate_limited(self, path: str, params: dict) -> bool:
+        """Answer 429 if the client is over the rate limit; return whether it was."""
+        wait = self.sandbox.over_rate_limit()
+        if wait is None:
+            return False
+        error = {"error": "rate_limited", "message": "too many requests"}
+        self._json(429, error, path, params, {"Retry-After": str(wait)})
+        return True
+
+    def _answer_page(self, path: str, params: dict) -> None:
         if (fault := self.sandbox.take_fault("files")) and self._apply(
-            fault, url.path, params
+            fault, path, params
         ):
             return
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not self.sandbox.token_is_valid(auth[7:]):
-            self._json(401, {"error": "invalid_token"}, url.path, params)
+            self._json(401, {"error": "invalid_token"}, path, params)
             return
         try:
             offset = int(params.get("offset", 0))
@@ -366,18 +457,18 @@ class _Handler(BaseHTTPRequestHandler):
             since_us = _parse_since(since) if since else None
         except ValueError as exc:
             self._json(
-                400, {"error": "invalid_request", "message": str(exc)}, url.path, params
+                400, {"error": "invalid_request", "message": str(exc)}, path, params
             )
             return
         if self.sandbox.latency:
-            time.sleep(self.sandbox.latency)
+            time.sleep(self.sandbox.answer_delay())
         if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
             message = f"offset must be >= 0 and limit 1..{MAX_PAGE_SIZE}"
             self._json(
-                400, {"error": "invalid_request", "message": message}, url.path, params
+                400, {"error": "invalid_request", "message": message}, path, params
             )
             return
-        self._send(200, self.sandbox.page(offset, limit, since_us), url.path, params)
+        self._send(200, self.sandbox.page(offset, limit, since_us), path, params)
 
     def _apply(self, fault: Fault, path: str, params: dict | None = None) -> bool:
         """Apply `fault`; return True when it answered the request itself."""
@@ -501,5 +592,7 @@ class _Handler(BaseHTTPRequestHandler):
             status,
             authorization=self.headers.get("Authorization"),
             secret_sent=self._secret_sent,
+            arrived=self._arrived,
+            in_flight=self._in_flight,
         )
         self.sandbox.requests.append(logged)

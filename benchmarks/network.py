@@ -1,0 +1,140 @@
+"""Benchmark pages in flight across a network: latency with jitter, and a rate limit.
+
+`bash benchmarks/run network [--repeat N]`. For each scenario one sandbox
+process answers every page after its latency (give or take 30%); the
+rate-limited one also answers 429 with `Retry-After` above its budget. The tap
+with its defaults (adaptive width, rate learned from 429s) runs against the
+same tap with its width fixed at 1, 4 and 16 (`fixed_width.py`) and dlt's
+`rest_api_source`, interleaved in rounds; each contender's best round counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from bench import BIN, DLT_PYTHON, PAGE, ROOT, measure, start_sandbox
+
+JITTER = 0.3
+TAP = "tap-filestore (defaults)"
+FIXED = (1, 4, 16)
+#: (name, files, latency s, rate limit per s or None)
+SCENARIOS = (
+    ("20 ms a page", 20_000, 0.02, None),
+    ("100 ms a page", 20_000, 0.1, None),
+    ("300 ms a page", 10_000, 0.3, None),
+    ("100 ms a page, 20 requests/s limit", 30_000, 0.1, 20),
+)
+
+
+def contenders(config: dict, limit: int | None, workdir: Path) -> dict[str, list[str]]:
+    """Return each contender's command line."""
+
+    def config_file(name: str, **overrides: object) -> str:
+        path = workdir / f"{name}.json"
+        path.write_text(json.dumps({**config, **overrides}))
+        return str(path)
+
+    runs = {TAP: [str(BIN / "tap-filestore"), "--config", config_file("tap")]}
+    if limit:
+        runs[f"tap-filestore, max_requests_per_second {limit}"] = [
+            str(BIN / "tap-filestore"),
+            "--config",
+            config_file("limited", max_requests_per_second=limit),
+        ]
+    for width in FIXED:
+        runs[f"tap-filestore, fixed width {width}"] = [
+            str(BIN / "python"),
+            str(ROOT / "benchmarks" / "fixed_width.py"),
+            "--config",
+            config_file(f"fixed-{width}", max_concurrent_requests=width),
+        ]
+    if DLT_PYTHON.exists():
+        runs["dlt rest_api_source"] = [
+            str(DLT_PYTHON),
+            str(ROOT / "benchmarks" / "dlt_client.py"),
+            config_file("dlt"),
+        ]
+    return runs
+
+
+def sandbox_stats(base_url: str) -> dict[str, int]:
+    """Return the sandbox's answers by status since the last call."""
+    with urllib.request.urlopen(f"{base_url}/_sandbox/stats") as answer:  # noqa: S310
+        return json.load(answer)
+
+
+def run_scenario(
+    files: int, latency: float, limit: int | None, repeat: int
+) -> dict[str, tuple[float, dict[str, int]]]:
+    """Return each contender's best wall time and that run's answers by status."""
+    extra = ["--jitter", str(JITTER)]
+    if limit:
+        extra += ["--rate-limit", str(limit)]
+    best: dict[str, tuple[float, dict[str, int]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        server, config = start_sandbox(files, latency, workdir, extra)
+        try:
+            runs = contenders(config, limit, workdir)
+            for _ in range(repeat):
+                for name, argv in runs.items():
+                    sandbox_stats(config["base_url"])
+                    wall, _rss = measure(argv)
+                    stats = sandbox_stats(config["base_url"])
+                    if name not in best or wall < best[name][0]:
+                        best[name] = (wall, stats)
+        finally:
+            server.terminate()
+            server.wait()
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=2, help="rounds per scenario")
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; page size {PAGE}; answer times +-"
+        f"{JITTER:.0%}; best of {args.repeat} rounds\n"
+    )
+    print("| scenario | contender | files | seconds | files/s | requests | 429s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    verdicts = []
+    for scenario, files, latency, limit in SCENARIOS:
+        best = run_scenario(files, latency, limit, args.repeat)
+        for name, (wall, stats) in best.items():
+            print(
+                f"| {scenario} | {name} | {files:,} | {wall:.2f} | "
+                f"{files / wall:,.0f} | {stats['requests']:,} | "
+                f"{stats.get('429', 0):,} |",
+                flush=True,
+            )
+        tap_wall, tap_stats = best[TAP]
+        fixed = min(best[f"tap-filestore, fixed width {w}"][0] for w in FIXED)
+        verdicts.append(
+            f"{scenario}: defaults / best fixed width = {fixed / tap_wall:.2f}x"
+        )
+        if "dlt rest_api_source" in best:
+            dlt = best["dlt rest_api_source"][0]
+            verdicts.append(f"{scenario}: defaults / dlt = {dlt / tap_wall:.2f}x")
+        if limit:
+            share = files / tap_wall / (limit * PAGE)
+            refused = tap_stats.get("429", 0) / tap_stats["requests"]
+            verdicts.append(
+                f"{scenario}: defaults reach {share:.0%} of the limit's "
+                f"{limit * PAGE:,} files/s, 429s {refused:.1%} of requests"
+            )
+    print()
+    print("\n".join(verdicts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

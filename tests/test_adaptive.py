@@ -1,0 +1,209 @@
+"""Pages in flight that adapt, a client-side rate limit, and pauses for everyone.
+
+The controller (`prefetch.Width`) is checked on its own, answer by answer; the
+rest through real HTTP to the sandbox, read from the sandbox's request log
+(when each request arrived, how many pages were being answered then).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import re
+
+import pytest
+
+from tap_filestore.prefetch import Width
+from tap_filestore.sandbox import Sandbox
+from tests.conftest import FAST_RETRIES, expected_records, sync
+
+#: A distant API's answer time: slow enough that many pages are worth having in
+#: flight, even with the tap and the sandbox in one process.
+ANSWER_S = 0.1
+
+
+def test_the_width_starts_small_and_doubles_each_round_trip_to_the_ceiling() -> None:
+    width = Width(16)
+    widths = [int(width)]
+    for _ in range(20):
+        width.answered(ANSWER_S, now=0.0)
+        widths.append(int(width))
+
+    assert widths[0] == 2
+    assert widths[:15] == list(range(2, 17))  # one more per healthy answer
+    assert set(widths[15:]) == {16}
+
+
+def test_the_width_halves_on_strain_once_a_round_trip_then_grows_one_a_round_trip() -> (
+    None
+):
+    width = Width(16)
+    for _ in range(20):
+        width.answered(ANSWER_S, now=0.0)
+
+    assert width.shrink(now=10.0)
+    assert int(width) == 8
+    # The other pages that were in flight when it shrank say nothing new.
+    assert not width.shrink(now=10.0 + ANSWER_S / 2)
+    assert int(width) == 8
+    # Growing back: by one for about as many answers as pages in flight.
+    answers_to_grow = []
+    for _ in range(2):
+        before, answers = int(width), 0
+        while int(width) == before:
+            width.answered(ANSWER_S, now=11.0)
+            answers += 1
+        answers_to_grow.append(answers)
+    assert answers_to_grow in ([9, 9], [9, 10], [8, 9])
+    assert int(width) == 10
+    assert width.shrink(now=12.0)
+    assert width.shrink(now=13.0)
+    assert width.shrink(now=14.0)
+    assert width.shrink(now=15.0)
+    assert int(width) == 1  # never below one
+
+
+def test_answers_twice_as_slow_as_usual_shrink_the_width_until_usual_again() -> None:
+    width = Width(16)
+    for _ in range(30):
+        width.answered(ANSWER_S, now=0.0)
+    assert int(width) == 16
+
+    reasons = [width.answered(ANSWER_S * 4, now=float(n)) for n in range(1, 400)]
+
+    shrunk = [reason for reason in reasons if reason]
+    assert shrunk
+    assert shrunk[0].startswith("answers slowed from ")
+    # The API is slower for good: it becomes the usual, and the width grows back.
+    assert not any(reasons[-200:])
+    assert int(width) == 16
+
+
+def test_max_concurrent_requests_1_is_one_page_at_a_time() -> None:
+    with Sandbox(1000) as api:
+        api.latency = 0.02
+        config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": 1})
+
+        result = sync(config)
+
+        assert {r.in_flight for r in api.page_requests()} == {1}
+        assert sorted(result.ids) == sorted(expected_records(api))
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_pages_in_flight_grow_to_the_ceiling_shrink_on_strain_and_grow_back(
+    caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    with Sandbox(4000) as api:
+        expected = sync(api.config(**FAST_RETRIES)).records
+        api.requests.clear()
+        # Slow enough for 12 in flight even on a busy machine.
+        api.latency = 3 * ANSWER_S
+        api.inject("status", status=status, skip=60)
+        config = api.config(
+            **{**FAST_RETRIES, "max_concurrent_requests": 12}, page_size=20
+        )
+
+        with caplog.at_level(logging.INFO):
+            result = sync(config)
+
+        assert result.records == expected
+        pages = sorted(api.page_requests(), key=lambda r: r.arrived)
+        refused = next(i for i, r in enumerate(pages) if r.status == status)
+        before, after = pages[:refused], pages[refused + 1 :]
+        assert max(r.in_flight for r in before) >= 10
+        shrink = re.search(rf"Pages in flight: (\d+) -> (\d+) \({status} ", caplog.text)
+        assert shrink, caplog.text
+        assert int(shrink[2]) <= int(shrink[1]) // 2 + 1
+        # Sent once the strain was answered, pages fit the halved width ...
+        # (Pages sent before it are answered within the latency.)
+        answered = pages[refused].at + api.latency
+        started_later = [r for r in after if r.arrived > answered][:8]
+        assert max(r.in_flight for r in started_later) <= int(shrink[2]) + 2
+        # ... and by the end they have grown back.
+        assert max(r.in_flight for r in after[-40:]) >= 10
+
+
+def test_a_retry_after_pauses_every_request_not_only_the_refused_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with Sandbox(4000) as api:
+        api.latency = ANSWER_S
+        api.inject("status", status=429, retry_after="1", skip=40)
+        config = api.config(
+            **{**FAST_RETRIES, "max_concurrent_requests": 8}, page_size=20
+        )
+
+        result = sync(config)
+
+        assert sorted(result.ids) == sorted(expected_records(api))
+        pages = api.page_requests()
+        refusal = next(r for r in pages if r.status == 429)
+        # Requests already sent when the 429 came are answered; no new one
+        # arrives until its Retry-After has passed.
+        arrivals = sorted(r.arrived for r in pages)
+        paused = [t for t in arrivals if refusal.at + 0.02 < t < refusal.at + 0.95]
+        assert paused == []
+        assert any(t >= refusal.at + 0.95 for t in arrivals)
+
+
+@pytest.mark.parametrize("per_second", [7, 25])
+def test_max_requests_per_second_is_never_exceeded_in_any_second(
+    per_second: int,
+) -> None:
+    with Sandbox(3000, token_ttl=2) as api:
+        api.latency = 0.01
+        config = api.config(
+            **{**FAST_RETRIES, "max_concurrent_requests": 4},
+            max_requests_per_second=per_second,
+            page_size=3000 // (per_second * 4),
+        )
+
+        result = sync(config)
+
+        assert sorted(result.ids) == sorted(expected_records(api))
+        # Page and token requests alike, by when they reached the API.
+        arrivals = sorted(r.arrived for r in api.requests)
+        assert len(api.token_requests()) >= 2
+        assert _most_in_one_second(arrivals) <= per_second, [
+            (round(r.arrived - arrivals[0], 3), r.method, r.status)
+            for r in api.requests
+        ]
+        assert len(arrivals) > 3 * per_second  # long enough to have mattered
+
+
+def test_an_unpublished_rate_limit_is_learned_from_429s_instead_of_bounced_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with Sandbox(5000) as api:
+        expected = sync(api.config(**FAST_RETRIES)).records
+        api.requests.clear()
+        api.latency = 0.05
+        api.rate_limit = 15
+        config = api.config(
+            **{**FAST_RETRIES, "max_concurrent_requests": 16}, page_size=50
+        )
+
+        with caplog.at_level(logging.INFO):
+            result = sync(config)
+
+        assert result.records == expected
+        assert "pacing requests at" in caplog.text
+        # Without learning, every regrown width would meet the limit again;
+        # with it the sync settles under the limit.
+        statuses = [r.status for r in sorted(api.requests, key=lambda r: r.arrived)]
+        assert 429 in statuses
+        assert 429 not in statuses[len(statuses) // 2 :]
+
+
+def _most_in_one_second(moments: list[float]) -> int:
+    """Return the most of `moments` (sorted) within any half-open second."""
+    return max(
+        bisect.bisect_left(moments, start + 1.0) - index
+        for index, start in enumerate(moments)
+    )
+
+
+def test_the_one_second_count_is_right() -> None:
+    assert _most_in_one_second([0.0, 0.5, 0.99, 1.0, 1.5]) == 3
+    assert _most_in_one_second([0.0, 1.0, 2.0]) == 1
