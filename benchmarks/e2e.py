@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -165,10 +166,16 @@ def run_job(
                 procs[-2].stdout.close()  # the next process owns the pipe now
         sampler = Sampler([p.pid for p in procs])
         sampler.start()
-        codes = [p.wait() for p in procs]
-        wall = time.perf_counter() - started
-        sampler.stopped.set()
-        sampler.join()
+        try:
+            codes = [p.wait() for p in procs]
+        except BaseException:  # stopped: leave no job behind
+            for proc in procs:
+                proc.kill()
+            raise
+        finally:
+            wall = time.perf_counter() - started
+            sampler.stopped.set()
+            sampler.join()
     if any(codes):
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         msg = f"exit {codes}: {' / '.join(tail)}"
@@ -304,6 +311,9 @@ def main() -> None:
         "meltano / dlt / database | peak RSS MB: tap / target / meltano / dlt |"
     )
     print("|---|---:|---:|---:|---:|---|---|")
+    # SIGTERM and SIGINT stop the benchmark, its jobs, sandbox and cluster.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     cluster = start_cluster()
     best_of: dict[tuple[str, int], Usage] = {}
     try:
@@ -345,6 +355,10 @@ def main() -> None:
     finally:
         cluster.stop()
     summary(args.sizes, best_of)
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def report(
