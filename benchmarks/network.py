@@ -29,7 +29,7 @@ SCENARIOS = (
     ("20 ms a page", 20_000, 0.02, None),
     ("100 ms a page", 20_000, 0.1, None),
     ("300 ms a page", 10_000, 0.3, None),
-    ("100 ms a page, 20 requests/s limit", 30_000, 0.1, 20),
+    ("100 ms a page, 20 requests/s limit", 60_000, 0.1, 20),
 )
 
 

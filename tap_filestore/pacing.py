@@ -15,24 +15,26 @@ class Pacer:
     """Holds every request of the tap, page and token alike, until it may go.
 
     With `per_second`, requests start at least `1 / per_second` apart and never
-    more than `per_second` within any one second (`SECOND`). Without it, a 429 teaches a
-    rate: `BELOW` the answers the API accepted in the second before it. The
-    rate then rises, slowly (`RISE`) up to that count, where the API refused,
-    and fast (`RISE_PAST`) beyond it, where the refusal was a passing one.
-    So a sync settles just under an unpublished limit instead of bouncing off
-    it, and one stray 429 costs seconds, not the rest of the sync. A
-    `Retry-After` (`pause`) holds every request, in every thread, until it
-    has passed.
+    more than `per_second` within any one second (`SECOND`). Without it, a 429
+    teaches a rate: `BELOW` the answers a second the API accepted in the second
+    before it (early in a sync, in the time there was), or since the last 429
+    after the first. The rate then rises by
+    `RISE` a second, and is forgotten after `FORGET_AFTER` seconds without a
+    429. So a sync settles just under an unpublished limit, meeting it about
+    once a minute, instead of bouncing off it; a stray 429 costs a minute at
+    a little under the speed it interrupted. A `Retry-After` (`pause`) holds
+    every request, in every thread, until it has passed.
     """
 
-    #: The learned rate, as a share of the answers accepted in the last second.
+    #: The learned rate, as a share of the answers a second the API accepted.
     BELOW = 0.9
+    #: How fast the learned rate rises, per second without a 429.
+    RISE = 1.01
+    #: Seconds without a 429 after which the learned rate no longer applies.
+    FORGET_AFTER = 60.0
     #: The second `per_second` counts in, a little long: the API's clock sees
     #: requests a few milliseconds closer together or further apart.
     SECOND = 1.01
-    #: How fast the learned rate rises a second, below and past where it was refused.
-    RISE = 1.01
-    RISE_PAST = 1.1
 
     def __init__(self, per_second: float | None = None) -> None:
         """Pace to `per_second` requests a second; None: learn a rate if needed."""
@@ -41,12 +43,14 @@ class Pacer:
         self._next_start = 0.0
         self._resume_at = 0.0
         # The start times of the last `per_second` requests: the next one
-        # waits until the oldest is a second old.
+        # waits until the oldest is a `SECOND` old.
         window = max(1, math.floor(per_second or 1))
         self._started: collections.deque[float] = collections.deque(maxlen=window)
         self._accepted: collections.deque[float] = collections.deque()
-        #: The learned rate, when it was learned, and the rate that was refused.
-        self._learned: tuple[float, float, float] | None = None
+        self._began: float | None = None
+        self._accepted_count = 0
+        #: The learned rate, when, and how many answers had been accepted then.
+        self._learned: tuple[float, float, int] | None = None
 
     def pause(self, seconds: float) -> None:
         """Hold every request for `seconds` from now (the API asked for it)."""
@@ -58,6 +62,7 @@ class Pacer:
         with self._lock:
             now = time.monotonic()
             self._accepted.append(now)
+            self._accepted_count += 1
             while self._accepted[0] < now - 1.0:
                 self._accepted.popleft()
 
@@ -72,12 +77,18 @@ class Pacer:
             now = time.monotonic()
             if self._learned and now - answer_seconds < self._learned[1]:
                 return
-            # (Early in a sync that second includes the API's burst allowance.)
-            refused = max(1, sum(1 for at in self._accepted if at >= now - 1.0))
+            if self._learned:
+                # Since the last 429: its pause and the API's refill included,
+                # so the average tends to the API's own rate.
+                _, since, count = self._learned
+                accepted = (self._accepted_count - count) / max(now - since, 1.0)
+            else:
+                recent = sum(1 for moment in self._accepted if moment >= now - 1.0)
+                accepted = recent / (min(1.0, now - (self._began or now)) or 1.0)
             current = self._rate(now)
-            rate = max(1.0, self.BELOW * min(refused, current or refused))
+            rate = max(1.0, self.BELOW * min(accepted, current or accepted))
             first = self._learned is None
-            self._learned = (rate, now, refused)
+            self._learned = (rate, now, self._accepted_count)
         log = logger.warning if first else logger.info
         log(
             "Rate limited (429): pacing requests at %.1f a second, rising while "
@@ -91,6 +102,8 @@ class Pacer:
         while True:
             with self._lock:
                 now = time.monotonic()
+                if self._began is None:
+                    self._began = now
                 rate = self._rate(now)
                 start = max(now, self._resume_at)
                 if rate:
@@ -109,14 +122,7 @@ class Pacer:
     def _rate(self, now: float) -> float | None:
         """Return the requests a second allowed now, if any limit applies."""
         rates = [self.per_second] if self.per_second else []
-        if self._learned:
-            rate, since, refused = self._learned
-            # Seconds to climb back to where the API refused, then faster.
-            climb = max(0.0, math.log(refused / rate, self.RISE))
-            seconds = now - since
-            rates.append(
-                rate
-                * self.RISE ** min(seconds, climb)
-                * self.RISE_PAST ** max(0.0, seconds - climb)
-            )
+        if self._learned and now - self._learned[1] < self.FORGET_AFTER:
+            rate, since, _ = self._learned
+            rates.append(rate * self.RISE ** (now - since))
         return min(rates, default=None)

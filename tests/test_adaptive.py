@@ -124,6 +124,28 @@ def test_pages_in_flight_grow_to_the_ceiling_shrink_on_strain_and_grow_back(
         assert max(r.in_flight for r in after[-40:]) >= 10
 
 
+def test_answers_that_slow_down_mid_sync_shrink_the_width_records_stay_in_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with Sandbox(4000) as api:
+        expected = sync(api.config(**FAST_RETRIES)).records
+        api.latency, api.jitter = 0.03, 0.3
+
+        def slow_down() -> None:  # a distant API under load
+            api.latency = 0.15
+
+        api.inject("call", skip=80, action=slow_down)
+        config = api.config(
+            **{**FAST_RETRIES, "max_concurrent_requests": 16}, page_size=20
+        )
+
+        with caplog.at_level(logging.INFO):
+            result = sync(config)
+
+        assert result.records == expected
+        assert re.search(r"Pages in flight: \d+ -> \d+ \(answers slowed", caplog.text)
+
+
 def test_a_retry_after_pauses_every_request_not_only_the_refused_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
