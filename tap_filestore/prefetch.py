@@ -32,7 +32,7 @@ class Width:
     API that has become slower for good is not taken for a strained one for long.
     """
 
-    START = 2
+    START = 4
     #: Answers this many times slower than usual are a sign of strain.
     SLOWDOWN = 2.0
     #: Weight of the latest answer time in the smoothed one.

@@ -139,7 +139,7 @@ class TapFileStore(Tap):
             default=DEFAULT_MAX_CONCURRENT_REQUESTS,
             description="Most page requests in flight at once, once `total` is "
             "known and if the API takes 3 ms or more to answer a page: the tap "
-            "starts with 2 and adapts (more while answers stay healthy, half on "
+            "starts with 4 and adapts (more while answers stay healthy, half on "
             "429, 503 or slowing answers); 1 means one at a time. Records are "
             "still emitted in order.",
         ),
