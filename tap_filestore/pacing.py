@@ -16,14 +16,14 @@ class Pacer:
 
     With `per_second`, requests start at least `1 / per_second` apart and never
     more than `per_second` within any one second (`SECOND`). Without it, a 429
-    teaches a rate: `BELOW` the answers a second the API accepted in the second
-    before it (early in a sync, in the time there was), or since the last 429
-    after the first. The rate then rises by
-    `RISE` a second, and is forgotten after `FORGET_AFTER` seconds without a
-    429. So a sync settles just under an unpublished limit, meeting it about
-    once a minute, instead of bouncing off it; a stray 429 costs a minute at
-    a little under the speed it interrupted. A `Retry-After` (`pause`) holds
-    every request, in every thread, until it has passed.
+    teaches a rate: `BELOW` the answers a second the API accepted, in the
+    second before the first 429 (early in a sync, in the time there was),
+    then since the 429 before. The rate rises by `RISE` a second and is
+    forgotten after `FORGET_AFTER` seconds without a 429: a sync settles just
+    under an unpublished limit, meeting it about once a minute, instead of
+    bouncing off it, and a stray 429 costs at most a minute a little under
+    the speed it interrupted. A `Retry-After` (`pause`) holds every request,
+    in every thread, until it has passed.
     """
 
     #: The learned rate, as a share of the answers a second the API accepted.
