@@ -16,20 +16,21 @@ class Pacer:
 
     With `per_second`, requests start at least `1 / per_second` apart and never
     more than `per_second` within any one second (`SECOND`). Without it, a 429
-    teaches a rate: `BELOW` the answers a second the API accepted, in the
-    second before the first 429 (early in a sync, in the time there was),
-    then since the 429 before. The rate rises by `RISE` a second and is
+    teaches a rate (see `rate_limited`), which rises by `RISE` a second and is
     forgotten after `FORGET_AFTER` seconds without a 429: a sync settles just
-    under an unpublished limit, meeting it about once a minute, instead of
-    bouncing off it, and a stray 429 costs at most a minute a little under
-    the speed it interrupted. A `Retry-After` (`pause`) holds every request,
-    in every thread, until it has passed.
+    under an unpublished limit, meeting it now and then, instead of bouncing
+    off it, and a stray 429 costs at most a minute a little under the speed
+    it interrupted. A `Retry-After` (`pause`) holds every request, in every
+    thread, until it has passed.
     """
 
-    #: The learned rate, as a share of the answers a second the API accepted.
+    #: A lesson's rate, at most this share of the pace refused (the first
+    #: lesson's: of the answers in the second before it).
     BELOW = 0.9
     #: How fast the learned rate rises, per second without a 429.
-    RISE = 1.01
+    RISE = 1.02
+    #: Seconds after a lesson in which a request's 429 is part of the same episode.
+    SAME_EPISODE = 0.5
     #: Seconds without a 429 after which the learned rate no longer applies.
     FORGET_AFTER = 60.0
     #: The second `per_second` counts in, a little long: the API's clock sees
@@ -67,26 +68,35 @@ class Pacer:
                 self._accepted.popleft()
 
     def rate_limited(self, answer_seconds: float) -> None:
-        """Learn a rate from a 429, a little under what the API accepted before it.
+        """Learn a rate from a 429: what the API accepted, under the pace refused.
+
+        The first lesson counts the last second's answers, a burst the API
+        allowed included, so it tends to be high; each later one counts the
+        answers since the lesson before, a pause and an idle spell included,
+        so it tends to be a little low, and the rate rises from there. No
+        lesson more than halves the pace.
 
         Args:
-            answer_seconds: How long the 429 took: a request sent before the
-                last rate was learned says nothing new.
+            answer_seconds: How long the 429 took: a request sent before, or
+                within `SAME_EPISODE` seconds after, the last lesson says
+                nothing new.
         """
         with self._lock:
             now = time.monotonic()
-            if self._learned and now - answer_seconds < self._learned[1]:
+            if self._learned and now - answer_seconds < (
+                self._learned[1] + self.SAME_EPISODE
+            ):
                 return
-            if self._learned:
-                # Since the last 429: its pause and the API's refill included,
-                # so the average tends to the API's own rate.
+            current = self._rate(now)
+            if self._learned and current:
                 _, since, count = self._learned
-                accepted = (self._accepted_count - count) / max(now - since, 1.0)
+                accepted = (self._accepted_count - count) / (now - since)
+                rate = max(min(accepted, self.BELOW * current), current / 2)
             else:
                 recent = sum(1 for moment in self._accepted if moment >= now - 1.0)
                 accepted = recent / (min(1.0, now - (self._began or now)) or 1.0)
-            current = self._rate(now)
-            rate = max(1.0, self.BELOW * min(accepted, current or accepted))
+                rate = self.BELOW * accepted
+            rate = max(1.0, rate)
             first = self._learned is None
             self._learned = (rate, now, self._accepted_count)
         log = logger.warning if first else logger.info

@@ -82,10 +82,14 @@ class PageFetcher:
     """Hands out pages in the order they are asked for, fetching ahead when it pays.
 
     Once a page says how many files there are (`total`), the pages after it are
-    independent: up to `width` of them (see `Width`) are requested in a pool
-    while the caller emits the current one. Records still come out in order,
-    since the caller asks for offsets in order, and at most `width` pages wait
-    in memory. Without `total`, pages are fetched one at a time.
+    independent: the next `max_concurrent_requests` of them are requested in a
+    pool while the caller emits the current one, at most `width` (see `Width`)
+    on the wire at once. Records still come out in order, since the caller asks
+    for offsets in order, and at most `max_concurrent_requests` pages wait in
+    memory. Without `total`, pages are fetched one at a time.
+
+    Pages queued beyond the width keep a stall short: while a refused page
+    waits out its retry, the pages after it go as soon as the API allows.
 
     Fetching ahead hides the API's answer time behind the caller's work, but
     the threads share one interpreter lock: when the API answers the second
@@ -106,6 +110,8 @@ class PageFetcher:
         self._pool = ThreadPoolExecutor(width, "prefetch") if width > 1 else None
         self._ahead: dict[int, Future[requests.Response]] = {}
         self._lock = threading.Lock()
+        self._wire = threading.Condition(self._lock)
+        self._on_wire = 0
         self._answers_slowly: bool | None = None
 
     def fetch(
@@ -136,7 +142,7 @@ class PageFetcher:
         if page.total is None or len(page.files) < limit:
             return
         with self._lock:
-            for step in range(1, int(self.width) + 1):
+            for step in range(1, self.width.ceiling + 1):
                 later = page.offset + step * limit
                 if later >= page.total:
                     break
@@ -162,15 +168,24 @@ class PageFetcher:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _timed_send(self, request: requests.PreparedRequest) -> requests.Response:
-        response = self._send(request)
-        if self._pool:
-            with self._lock:
+        if not self._pool:
+            return self._send(request)
+        with self._wire:
+            self._wire.wait_for(lambda: self._on_wire < int(self.width))
+            self._on_wire += 1
+        answer_s = None
+        try:
+            response = self._send(request)
+            answer_s = response.elapsed.total_seconds()
+        finally:
+            with self._wire:
+                self._on_wire -= 1
                 before = int(self.width)
-                why = self.width.answered(
-                    response.elapsed.total_seconds(), time.monotonic()
-                )
-                if why:
+                if answer_s is not None and (
+                    why := self.width.answered(answer_s, time.monotonic())
+                ):
                     self._log_shrink(before, why)
+                self._wire.notify_all()
         return response
 
     def _log_shrink(self, before: int, why: str) -> None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import re
 
 import pytest
 
+from tap_filestore import pacing
+from tap_filestore.pacing import Pacer
 from tap_filestore.prefetch import Width
 from tap_filestore.sandbox import Sandbox
 from tests.conftest import FAST_RETRIES, expected_records, sync
@@ -81,6 +84,66 @@ def test_answers_twice_as_slow_as_usual_shrink_the_width_until_usual_again() -> 
     assert int(width) == 16
 
 
+class _ManualClock:
+    """A monotonic clock that moves only when told or slept on."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _pace(pacer: Pacer, clock: _ManualClock) -> float:
+    """Return the requests a second the pacer lets through now."""
+    pacer.wait()
+    before = clock.now
+    pacer.wait()
+    return 1.0 / (clock.now - before) if clock.now > before else math.inf
+
+
+def _accept(pacer: Pacer, clock: _ManualClock, answers: int, seconds: float) -> None:
+    for _ in range(answers):
+        clock.now += seconds / answers
+        pacer.accepted()
+
+
+def test_429s_teach_what_the_api_accepted_and_one_episode_teaches_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _ManualClock()
+    monkeypatch.setattr(pacing, "time", clock)
+    pacer = Pacer()
+    pacer.wait()
+    assert _pace(pacer, clock) == math.inf  # no limit known: no pacing
+    # A burst the API allowed: 30 answers in the first second, then a 429.
+    _accept(pacer, clock, 30, 1.0)
+    pacer.rate_limited(answer_seconds=0.01)
+    assert _pace(pacer, clock) == pytest.approx(0.9 * 30, rel=0.02)
+
+    # Another 429 of the same episode (sent just after the lesson, answered
+    # at once, nothing accepted since) teaches nothing.
+    clock.now += 0.05
+    pacer.rate_limited(answer_seconds=0.0)
+    assert _pace(pacer, clock) == pytest.approx(0.9 * 30, rel=0.03)
+
+    # Four seconds at the API's own 20 a second, then a 429: 20 it is.
+    _accept(pacer, clock, 80, 4.0)
+    pacer.rate_limited(answer_seconds=0.01)
+    assert _pace(pacer, clock) == pytest.approx(20, rel=0.05)
+    # Without a 429 the pace rises ...
+    clock.now += 10
+    assert 20 * 1.1 < _pace(pacer, clock) < 20 * 1.5
+    # ... and a 429 with next to nothing accepted since halves it at most.
+    clock.now += 10
+    before = _pace(pacer, clock)
+    pacer.rate_limited(answer_seconds=0.01)
+    assert _pace(pacer, clock) == pytest.approx(before / 2, rel=0.05)
+
+
 def test_max_concurrent_requests_1_is_one_page_at_a_time() -> None:
     with Sandbox(1000) as api:
         api.latency = 0.02
@@ -127,6 +190,38 @@ def test_pages_in_flight_grow_to_the_ceiling_shrink_on_strain_and_grow_back(
         # rate: 0.9x the answers a second before it, rising 1% a second).
         grown = 10 if status == 503 else int(shrink[2]) + 2
         assert max(r.in_flight for r in after[-40:]) >= grown
+
+
+def test_while_a_refused_page_waits_its_retry_the_pages_after_it_go() -> None:
+    with Sandbox(2000) as api:
+        expected = sync(api.config(**FAST_RETRIES)).records
+        api.requests.clear()
+        api.latency = ANSWER_S / 2
+        api.inject("status", status=503, skip=30)
+        config = api.config(
+            **{**FAST_RETRIES, "backoff_factor": 1.0, "max_concurrent_requests": 8},
+            page_size=20,
+        )
+
+        result = sync(config)
+
+        assert result.records == expected
+        pages = sorted(api.page_requests(), key=lambda r: r.arrived)
+        refused = next(r for r in pages if r.status == 503)
+        retried = next(
+            r for r in pages if r.params == refused.params and r is not refused
+        )
+        assert retried.arrived - refused.at >= 1.0  # its backoff, waited
+        # The halved width bounds the pages on the wire, not the pages queued:
+        # the 7 after it (8 at most wait in memory) are all asked for by then.
+        offset = int(refused.params["offset"])
+        asked = {int(r.params["offset"]) for r in pages if r.arrived < retried.arrived}
+        assert {offset + 20 * step for step in range(1, 8)} <= asked
+        # On the wire, meanwhile: the halved width, growing by a quarter an
+        # answer (once the pages sent before the 503 are answered).
+        shrunk = refused.at + api.latency
+        waiting = [r for r in pages if shrunk < r.arrived < retried.arrived]
+        assert max(r.in_flight for r in waiting) <= 4 + 2
 
 
 def test_answers_that_slow_down_mid_sync_shrink_the_width_records_stay_in_order(

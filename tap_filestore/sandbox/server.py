@@ -210,13 +210,18 @@ class Sandbox:
                 return fault
         return None
 
-    def take_stats(self) -> dict[str, int]:
-        """Count the requests answered, by status, since the last call."""
+    def take_stats(self) -> dict[str, float]:
+        """Count the requests answered since the last call, by status.
+
+        `seconds` is from the first one's arrival to the last one's answer.
+        """
         with self._lock:
             answered, self._counted = self.requests[self._counted :], len(self.requests)
-        counts = {"requests": len(answered)}
+        counts: dict[str, float] = {"requests": len(answered)}
         for request in answered:
             counts[str(request.status)] = counts.get(str(request.status), 0) + 1
+        if answered:
+            counts["seconds"] = answered[-1].at - min(r.arrived for r in answered)
         return counts
 
     def over_rate_limit(self) -> int | None:
