@@ -47,34 +47,42 @@ class Pacer:
         # waits until the oldest is a `SECOND` old.
         window = max(1, math.floor(per_second or 1))
         self._started: collections.deque[float] = collections.deque(maxlen=window)
-        self._accepted: collections.deque[float] = collections.deque()
+        #: When the answers of the last second came, and their requests went.
+        self._answers: collections.deque[tuple[float, float]] = collections.deque()
         self._began: float | None = None
-        self._accepted_count = 0
-        #: The learned rate, when, and how many answers had been accepted then.
-        self._learned: tuple[float, float, int] | None = None
+        #: The learned rate and when it was learned.
+        self._learned: tuple[float, float] | None = None
+        #: Requests sent since then that the API accepted, answered so far.
+        self._accepted_since = 0
 
     def pause(self, seconds: float) -> None:
         """Hold every request for `seconds` from now (the API asked for it)."""
         with self._lock:
             self._resume_at = max(self._resume_at, time.monotonic() + seconds)
 
-    def accepted(self) -> None:
-        """Count an answer the API did not refuse for its rate."""
+    def accepted(self, answer_seconds: float) -> None:
+        """Count a request the API did not refuse for its rate, when it was sent.
+
+        The API counted it on arrival: an answer after a lesson to a request
+        sent before it belongs to the time before.
+        """
         with self._lock:
             now = time.monotonic()
-            self._accepted.append(now)
-            self._accepted_count += 1
-            while self._accepted[0] < now - 1.0:
-                self._accepted.popleft()
+            sent = now - answer_seconds
+            self._answers.append((now, sent))
+            while self._answers[0][0] < now - 1.0:
+                self._answers.popleft()
+            if self._learned and sent >= self._learned[1]:
+                self._accepted_since += 1
 
     def rate_limited(self, answer_seconds: float) -> None:
         """Learn a rate from a 429: what the API accepted, under the pace refused.
 
         The first lesson counts the last second's answers, a burst the API
         allowed included, so it tends to be high; each later one counts the
-        answers since the lesson before, a pause and an idle spell included,
-        so it tends to be a little low, and the rate rises from there. No
-        lesson more than halves the pace.
+        requests sent since the lesson before that the API accepted, a pause
+        and an idle spell included, so it tends to be a little low, and the
+        rate rises from there. No lesson more than halves the pace.
 
         Args:
             answer_seconds: How long the 429 took: a request sent before, or
@@ -89,16 +97,17 @@ class Pacer:
                 return
             current = self._rate(now)
             if self._learned and current:
-                _, since, count = self._learned
-                accepted = (self._accepted_count - count) / (now - since)
-                rate = max(min(accepted, self.BELOW * current), current / 2)
+                accepted = self._accepted_a_second(now)
+                rate = self.BELOW * current
+                if accepted is not None:
+                    rate = min(rate, max(accepted, current / 2))
             else:
-                recent = sum(1 for moment in self._accepted if moment >= now - 1.0)
-                accepted = recent / (min(1.0, now - (self._began or now)) or 1.0)
-                rate = self.BELOW * accepted
+                seconds = min(1.0, now - (self._began or now)) or 1.0
+                rate = self.BELOW * len(self._answers) / seconds
             rate = max(1.0, rate)
             first = self._learned is None
-            self._learned = (rate, now, self._accepted_count)
+            self._learned = (rate, now)
+            self._accepted_since = 0
         log = logger.warning if first else logger.info
         log(
             "Rate limited (429): pacing requests at %.1f a second, rising while "
@@ -106,6 +115,19 @@ class Pacer:
             "to stay under it from the start)",
             rate,
         )
+
+    def _accepted_a_second(self, now: float) -> float | None:
+        """Return the requests a second sent since the last lesson and accepted.
+
+        Counted up to the longest answer time of the last second ago: requests
+        sent after that may still be on their way. None: too short to tell.
+        """
+        since = self._learned[1] if self._learned else now
+        upto = now - max((at - sent for at, sent in self._answers), default=0.0)
+        if upto - since < self.SAME_EPISODE:
+            return None
+        later = sum(1 for _, sent in self._answers if sent > max(upto, since))
+        return (self._accepted_since - later) / (upto - since)
 
     def wait(self) -> None:
         """Return when the next request may start."""
@@ -133,6 +155,6 @@ class Pacer:
         """Return the requests a second allowed now, if any limit applies."""
         rates = [self.per_second] if self.per_second else []
         if self._learned and now - self._learned[1] < self.FORGET_AFTER:
-            rate, since, _ = self._learned
+            rate, since = self._learned
             rates.append(rate * self.RISE ** (now - since))
         return min(rates, default=None)

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import typing as t
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -112,6 +112,7 @@ class PageFetcher:
         self._lock = threading.Lock()
         self._wire = threading.Condition(self._lock)
         self._on_wire = 0
+        self._closed = False
         self._answers_slowly: bool | None = None
 
     def fetch(
@@ -164,6 +165,8 @@ class PageFetcher:
             for future in self._ahead.values():
                 future.cancel()
             self._ahead.clear()
+            self._closed = True  # pages still waiting for the wire: not sent
+            self._wire.notify_all()
         if self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -171,7 +174,9 @@ class PageFetcher:
         if not self._pool:
             return self._send(request)
         with self._wire:
-            self._wire.wait_for(lambda: self._on_wire < int(self.width))
+            self._wire.wait_for(lambda: self._closed or self._on_wire < int(self.width))
+            if self._closed:
+                raise CancelledError
             self._on_wire += 1
         answer_s = None
         try:

@@ -234,7 +234,7 @@ class GuardedSession(requests.Session):
                     msg = f"no complete answer within {self.deadline:g} s"
                     raise RequestDeadlineError(msg, request=request) from exc
         if response.status_code != HTTPStatus.TOO_MANY_REQUESTS:
-            self.pacer.accepted()
+            self.pacer.accepted(response.elapsed.total_seconds())
         return response
 
     @override

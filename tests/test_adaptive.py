@@ -1,8 +1,9 @@
 """Pages in flight that adapt, a client-side rate limit, and pauses for everyone.
 
-The controller (`prefetch.Width`) is checked on its own, answer by answer; the
-rest through real HTTP to the sandbox, read from the sandbox's request log
-(when each request arrived, how many pages were being answered then).
+The controller (`prefetch.Width`) is checked on its own, answer by answer, and
+what a 429 teaches the pacer (`pacing.Pacer`) lesson by lesson on a hand-moved
+clock; the rest through real HTTP to the sandbox, read from the sandbox's
+request log (when each request arrived, how many pages were being answered then).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def _pace(pacer: Pacer, clock: _ManualClock) -> float:
 def _accept(pacer: Pacer, clock: _ManualClock, answers: int, seconds: float) -> None:
     for _ in range(answers):
         clock.now += seconds / answers
-        pacer.accepted()
+        pacer.accepted(answer_seconds=0.0)
 
 
 def test_429s_teach_what_the_api_accepted_and_one_episode_teaches_once(
@@ -130,6 +131,9 @@ def test_429s_teach_what_the_api_accepted_and_one_episode_teaches_once(
     pacer.rate_limited(answer_seconds=0.0)
     assert _pace(pacer, clock) == pytest.approx(0.9 * 30, rel=0.03)
 
+    # Answers to requests sent before the lesson count for the time before it.
+    for _ in range(10):
+        pacer.accepted(answer_seconds=1.0)
     # Four seconds at the API's own 20 a second, then a 429: 20 it is.
     _accept(pacer, clock, 80, 4.0)
     pacer.rate_limited(answer_seconds=0.01)

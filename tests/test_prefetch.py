@@ -9,11 +9,12 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import time
 
 import pytest
 
 from tap_filestore import prefetch
-from tap_filestore.errors import RetriesExhaustedError
+from tap_filestore.errors import APIRequestError, RetriesExhaustedError
 from tap_filestore.sandbox import Sandbox
 from tests.conftest import FAST_RETRIES, expected_records, sync
 
@@ -114,3 +115,19 @@ def test_a_failure_of_a_page_fetched_ahead_fails_the_sync_at_that_page(
 
         with pytest.raises(RetriesExhaustedError, match="failed after 2 attempts"):
             sync(config)
+
+
+def test_after_a_failure_pages_waiting_for_the_wire_are_not_sent() -> None:
+    with Sandbox(3000) as api:
+        api.latency = 0.3
+        # A page fetched ahead fails; the pages after it wait for the wire.
+        api.inject("status", status=403, skip=2)
+        config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": 16})
+
+        with pytest.raises(APIRequestError, match="403"):
+            sync(config)
+        failed_at = time.monotonic()
+        time.sleep(3 * api.latency)  # time for stray requests to arrive
+
+        # Pages on the wire when it failed are answered; none goes after.
+        assert max(r.arrived for r in api.page_requests()) < failed_at + 0.05
