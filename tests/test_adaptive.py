@@ -9,6 +9,7 @@ request log (when each request arrived, how many pages were being answered then)
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import math
 import re
@@ -312,11 +313,16 @@ def test_an_unpublished_rate_limit_is_learned_from_429s_instead_of_bounced_off(
 
         assert result.records == expected
         assert "pacing requests at" in caplog.text
-        # Without learning, every regrown width would meet the limit again;
-        # with it the sync settles under the limit.
+        # Without learning, every regrown width meets the limit again, about
+        # every 20 requests here (5 meetings or more, 11-16 429s: measured);
+        # with it the sync settles under it, meeting it again only as the
+        # learned rate rises (a meeting is the 429s within 5 requests).
         statuses = [r.status for r in sorted(api.requests, key=lambda r: r.arrived)]
-        assert 429 in statuses
-        assert 429 not in statuses[len(statuses) // 2 :]
+        refused = [i for i, status in enumerate(statuses) if status == 429]
+        meetings = 1 + sum(1 for a, b in itertools.pairwise(refused) if b - a > 5)
+        assert refused
+        assert meetings <= 3, refused
+        assert len(refused) <= 0.08 * len(statuses), refused
 
 
 def _most_in_one_second(moments: list[float]) -> int:
