@@ -314,15 +314,14 @@ def test_an_unpublished_rate_limit_is_learned_from_429s_instead_of_bounced_off(
         assert result.records == expected
         assert "pacing requests at" in caplog.text
         # Without learning, every regrown width meets the limit again, about
-        # every 20 requests here (5 meetings or more, 11-16 429s: measured);
-        # with it the sync settles under it, meeting it again only as the
-        # learned rate rises (a meeting is the 429s within 5 requests).
+        # every 20 requests here (measured); with it the sync settles under
+        # the limit for a long stretch, meeting it again only as the learned
+        # rate rises.
         statuses = [r.status for r in sorted(api.requests, key=lambda r: r.arrived)]
         refused = [i for i, status in enumerate(statuses) if status == 429]
-        meetings = 1 + sum(1 for a, b in itertools.pairwise(refused) if b - a > 5)
         assert refused
-        assert meetings <= 3, refused
-        assert len(refused) <= 0.08 * len(statuses), refused
+        quiet = [b - a for a, b in itertools.pairwise([*refused, len(statuses)])]
+        assert max(quiet) >= 40, refused
 
 
 def _most_in_one_second(moments: list[float]) -> int:
