@@ -192,7 +192,7 @@ def test_pages_in_flight_grow_to_the_ceiling_shrink_on_strain_and_grow_back(
         assert max(r.in_flight for r in started_later) <= int(shrink[2]) + 2
         # ... and by the end they have grown back: to the ceiling after a 503,
         # past the halved width after a 429 (which also taught the pacer a
-        # rate: 0.9x the answers a second before it, rising 1% a second).
+        # rate: 0.9x the answers a second before it, rising 2% a second).
         grown = 10 if status == 503 else int(shrink[2]) + 2
         assert max(r.in_flight for r in after[-40:]) >= grown
 
