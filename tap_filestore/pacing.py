@@ -70,8 +70,7 @@ class Pacer:
             now = time.monotonic()
             sent = now - answer_seconds
             self._answers.append((now, sent))
-            while self._answers[0][0] < now - 1.0:
-                self._answers.popleft()
+            self._forget_answers_before(now - 1.0)
             if self._learned and sent >= self._learned[1]:
                 self._accepted_since += 1
 
@@ -95,9 +94,10 @@ class Pacer:
                 self._learned[1] + self.SAME_EPISODE
             ):
                 return
+            self._forget_answers_before(now - 1.0)
             current = self._rate(now)
             if self._learned and current:
-                accepted = self._accepted_a_second(now)
+                accepted = self._accepted_a_second(self._learned[1], now)
                 rate = self.BELOW * current
                 if accepted is not None:
                     rate = min(rate, max(accepted, current / 2))
@@ -116,17 +116,20 @@ class Pacer:
             rate,
         )
 
-    def _accepted_a_second(self, now: float) -> float | None:
-        """Return the requests a second sent since the last lesson and accepted.
+    def _forget_answers_before(self, moment: float) -> None:
+        while self._answers and self._answers[0][0] < moment:
+            self._answers.popleft()
+
+    def _accepted_a_second(self, since: float, now: float) -> float | None:
+        """Return the requests a second sent since `since` and accepted.
 
         Counted up to the longest answer time of the last second ago: requests
         sent after that may still be on their way. None: too short to tell.
         """
-        since = self._learned[1] if self._learned else now
         upto = now - max((at - sent for at, sent in self._answers), default=0.0)
         if upto - since < self.SAME_EPISODE:
             return None
-        later = sum(1 for _, sent in self._answers if sent > max(upto, since))
+        later = sum(1 for _, sent in self._answers if sent > upto)
         return (self._accepted_since - later) / (upto - since)
 
     def wait(self) -> None:
