@@ -131,7 +131,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         """Return the token and its lifetime (None: unknown) from a 2xx answer."""
         try:
             answer = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             answer = None
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token.strip():
@@ -218,6 +218,6 @@ def _oauth_error(response: requests.Response) -> str:
     """Return the OAuth `error` code of an answer, never its whole body."""
     try:
         error = response.json().get("error")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         error = None
     return str(error) if error else response.reason

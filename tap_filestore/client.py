@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import ssl
 import time
 import typing as t
 from email.utils import parsedate_to_datetime
@@ -20,6 +21,7 @@ from typing_extensions import override
 from tap_filestore.errors import (
     APIRequestError,
     AuthenticationError,
+    CertificateError,
     RetriesExhaustedError,
 )
 from tap_filestore.pagination import FilesPaginator
@@ -177,19 +179,20 @@ class FileStoreStream(RESTStream[int]):
             on_backoff=self.backoff_handler,
             jitter=None,
             logger=None,
+            giveup=lambda exc: certificate_failure(exc) is not None,
         )(attempt)
 
         def send(prepared_request: requests.PreparedRequest) -> requests.Response:
             try:
                 return with_retries(prepared_request, None)
             except RETRYABLE_EXCEPTIONS as exc:
+                if (failure := certificate_failure(exc)) is not None:
+                    raise CertificateError(_untrusted(exc, failure)) from None
                 raise RetriesExhaustedError(
                     self._exhausted(prepared_request, exc)
                 ) from None
 
-        fetcher = PageFetcher(
-            send, int(self.config["max_concurrent_requests"]), self.page_size
-        )
+        fetcher = PageFetcher(send, int(self.config["max_concurrent_requests"]))
         self.fetcher = fetcher
 
         @functools.wraps(func)
@@ -198,8 +201,10 @@ class FileStoreStream(RESTStream[int]):
         ) -> requests.Response:
             paginator = t.cast("FilesPaginator", self.paginator)
             response = fetcher.fetch(prepared_request, paginator.current_value)
+            page = paginator.page(response)
             fetcher.fetch_ahead(
-                paginator.page(response),
+                page,
+                paginator.known_total(page),
                 lambda offset: self.prepare_request(context, next_page_token=offset),
             )
             return response
@@ -309,11 +314,40 @@ def _api_error_text(response: requests.Response) -> str:
     """Return what the API said about an error, short and on one line."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = response.text
     if isinstance(body, dict):
         body = body.get("message") or body.get("error_description") or body.get("error")
     return " ".join(str(body or response.reason).split())[:300]
+
+
+def certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """Return the certificate check an exception failed on, if it did.
+
+    It will not heal by retrying: the tap needs to be told whom to trust.
+    """
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        cause = pending.pop()
+        if not isinstance(cause, BaseException) or id(cause) in seen:
+            continue
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+        seen.add(id(cause))
+        pending += [*cause.args, getattr(cause, "reason", None), cause.__cause__]
+    return None
+
+
+def _untrusted(exc: BaseException, failure: ssl.SSLCertVerificationError) -> str:
+    """Say whose certificate failed, why, and how to trust a private CA."""
+    host = urlsplit(_failed_url(exc) or "").netloc
+    return (
+        f"The TLS certificate of {host} failed verification (certificate verify "
+        f"failed: {failure.verify_message or failure.reason}). Nothing was sent "
+        "to it. If the API uses a private CA, set REQUESTS_CA_BUNDLE to a PEM "
+        "file holding that CA's certificate; otherwise check base_url and token_url."
+    )
 
 
 def _same_endpoint(url: str | None, endpoint: str) -> bool:

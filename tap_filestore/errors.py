@@ -28,6 +28,18 @@ class RetriesExhaustedError(FileStoreError):
     """A request kept failing after every allowed retry."""
 
 
+class CertificateError(FileStoreError):
+    """The API's TLS certificate failed verification: nothing was sent to it."""
+
+
+class BodyTooLargeError(FileStoreError):
+    """An answer grew past the ceiling on bodies once decompressed."""
+
+
+class IncompleteListingError(FileStoreError):
+    """The listing ended before the `total` the API reported."""
+
+
 class MalformedPageError(FileStoreError):
     """A 200 answer that is not the page the contract describes."""
 

@@ -27,6 +27,11 @@ class Page:
     files: list[dict]
     total: int | None
 
+    @property
+    def end(self) -> int:
+        """Return the offset after this page's last file."""
+        return self.offset + len(self.files)
+
 
 def decode_page(response: requests.Response, offset: int) -> Page:
     """Decode and check the answer to the page request at `offset`.
@@ -41,6 +46,12 @@ def decode_page(response: requests.Response, offset: int) -> Page:
     except ValueError as exc:
         msg = f"{where} is not JSON ({exc}). The API or a proxy sent an error page."
         raise MalformedPageError(msg) from exc
+    except RecursionError:
+        msg = (
+            f"{where} is JSON nested too deeply to decode: not a page of files. "
+            "The API or a proxy sent something else."
+        )
+        raise MalformedPageError(msg) from None
     files = body.get("files") if isinstance(body, dict) else None
     if not isinstance(files, list):
         msg = f"{where} has no `files` list. Check base_url points at the files API."
@@ -62,7 +73,12 @@ def _usable_id(file_id: object) -> bool:
 
 
 class FilesPaginator(OffsetPaginator):
-    """Advance `offset` by `limit`; stop on a short page or when `total` is reached.
+    """Advance `offset` by the files each page held; stop where the listing ends.
+
+    The API decides its page size: it may serve fewer files than `limit` asks
+    for (its own maximum) or more. So the next offset follows what a page held,
+    a `total` the API sends decides the end, and without one a short page is
+    confirmed by one more request: only an empty page ends that listing.
 
     The SDK's loop check compares offsets, which always grow, so an API that
     ignores or wraps `offset` would loop forever: a page with the same files as
@@ -70,11 +86,14 @@ class FilesPaginator(OffsetPaginator):
     """
 
     def __init__(self, page_size: int) -> None:
-        """Start at offset 0 with `page_size` files a page."""
+        """Start at offset 0, asking for `page_size` files a page."""
         super().__init__(start_value=0, page_size=page_size)
         self._last: tuple[requests.Response, Page] | None = None
         self._cycle_check = PageCycleCheck()
-        self._warned_total = False
+        #: False once the API served files past its own `total`.
+        self._total_is_true = True
+        self._told_page_size = False
+        self._served_before: int | None = None
         self._last_total: int | None = None
         #: Whether `total` fell between two pages: files were deleted during the
         #: sync, later offsets moved down, and files may have been skipped.
@@ -83,18 +102,22 @@ class FilesPaginator(OffsetPaginator):
     def page(self, response: requests.Response) -> Page:
         """Return the page `response` answers at the current offset, decoded once."""
         if self._last is None or self._last[0] is not response:
-            self._last = (response, decode_page(response, self.current_value))
+            page = decode_page(response, self.current_value)
+            if page.total is not None:
+                if self._last_total is not None and page.total < self._last_total:
+                    self.listing_shrank = True
+                self._last_total = page.total
+            self._last = (response, page)
         return self._last[1]
 
     @override
+    def get_next(self, response: requests.Response) -> int | None:
+        return self.page(response).end
+
+    @override
     def has_more(self, response: requests.Response) -> bool:
+        # An empty page never gets here: the SDK ends paging on it.
         page = self.page(response)
-        if page.total is not None:
-            if self._last_total is not None and page.total < self._last_total:
-                self.listing_shrank = True
-            self._last_total = page.total
-        if len(page.files) < self.page_size:
-            return False
         earlier = self._cycle_check.seen_before(page)
         if earlier is not None:
             msg = (
@@ -103,19 +126,61 @@ class FilesPaginator(OffsetPaginator):
                 "never end."
             )
             raise PaginationLoopError(msg)
-        if page.total is None:
-            return True
-        seen = page.offset + len(page.files)
-        if seen > page.total and not self._warned_total:
-            # The API has more files than it says: page on until a short page.
-            self._warned_total = True
+        self._tell_page_size(page)
+        total = self.known_total(page)
+        if total is not None and page.end > total:
+            # The API has more files than it says: page on to an empty page.
+            self._total_is_true = False
+            total = None
             logger.warning(
                 "The API reported total=%d but sent %d files already; "
-                "paging on until a short page",
+                "paging on until an empty page",
                 page.total,
-                seen,
+                page.end,
             )
-        return seen < page.total or self._warned_total
+        return total is None or page.end < total
+
+    def _tell_page_size(self, page: Page) -> None:
+        """Say once that the API serves its own page size, when a page shows it.
+
+        The page before this one held other than `limit` files and was not
+        the last: that is the API's page size, not the end of the listing.
+        """
+        before, self._served_before = self._served_before, len(page.files)
+        if before is None or before == self.page_size or self._told_page_size:
+            return
+        self._told_page_size = True
+        logger.info(
+            "The API serves %s%d files a page (page_size asks for %d): the next "
+            "offset follows what each page held",
+            "at most " if before < self.page_size else "",
+            before,
+            self.page_size,
+        )
+
+    def known_total(self, page: Page) -> int | None:
+        """Return the `total` that decides the end, if the API sends a true one."""
+        return page.total if self._total_is_true else None
+
+    def shortfall(self) -> str | None:
+        """Say how the listing fell short of its `total`, if it ended before it.
+
+        Files deleted during the sync (`listing_shrank`) explain a shortfall,
+        and are handled on their own.
+        """
+        if self._last is None or self.listing_shrank:
+            return None
+        page = self._last[1]
+        total = self.known_total(page)
+        if total is None or page.end >= total:
+            return None
+        return (
+            f"The API reported total={total} files, but its listing ended at "
+            f"offset {page.end} (an empty page): {total - page.end} files were "
+            "not served. The sync fails so that nothing is taken as complete; "
+            "run it again, and if it ends the same way the API stops listing "
+            f"past offset {page.end}: tell its provider."
+        )
 
 
 class PageCycleCheck:

@@ -7,6 +7,7 @@ import threading
 import time
 import typing as t
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -78,15 +79,29 @@ class Width:
         return True
 
 
+@dataclass
+class _Queued:
+    """A page request fetched ahead; `dropped` once no longer wanted."""
+
+    offset: int
+    future: Future[requests.Response] | None = None
+    sent: bool = False
+    dropped: bool = False
+
+
 class PageFetcher:
     """Hands out pages in the order they are asked for, fetching ahead when it pays.
 
     Once a page says how many files there are (`total`), the pages after it are
     independent: the next `max_concurrent_requests` of them are requested in a
     pool while the caller emits the current one, at most `width` (see `Width`)
-    on the wire at once. Records still come out in order, since the caller asks
-    for offsets in order, and at most `max_concurrent_requests` pages wait in
-    memory. Without `total`, pages are fetched one at a time.
+    on the wire at once. Their offsets are planned on the length of the page
+    just received (the API decides its page size); a page of another length
+    re-plans from its true end, and pages off the new plan, or past the end
+    of the listing, are dropped before they go on the wire. Records still come
+    out in order, since the caller asks for offsets in order, and at most
+    `max_concurrent_requests` pages wait in memory. Without `total`, pages are
+    fetched one at a time.
 
     Pages queued beyond the width keep a stall short: while a refused page
     waits out its retry, the pages after it go as soon as the API allows.
@@ -101,14 +116,14 @@ class PageFetcher:
         self,
         send: Callable[[requests.PreparedRequest], requests.Response],
         width: int,
-        page_size: int,
     ) -> None:
         """Fetch with `send` (retries included), at most `width` requests at once."""
         self._send = send
         self.width = Width(width)
-        self._page_size = page_size
         self._pool = ThreadPoolExecutor(width, "prefetch") if width > 1 else None
-        self._ahead: dict[int, Future[requests.Response]] = {}
+        self._ahead: dict[int, _Queued] = {}
+        self._plan: list[int] = []
+        self._stride = 0
         self._lock = threading.Lock()
         self._wire = threading.Condition(self._lock)
         self._on_wire = 0
@@ -121,36 +136,49 @@ class PageFetcher:
         """Return the answer to the page request at `offset`, fetched ahead or now."""
         with self._lock:
             ahead = self._ahead.pop(offset, None)
-        if ahead:
-            return ahead.result()
+        if ahead and ahead.future:
+            return ahead.future.result()
         response = self._timed_send(request)
         if offset and self._answers_slowly is None:
             self._judge_answer_time(response)
         return response
 
     def fetch_ahead(
-        self, page: Page, request_at: Callable[[int], requests.PreparedRequest]
+        self,
+        page: Page,
+        total: int | None,
+        request_at: Callable[[int], requests.PreparedRequest],
     ) -> None:
-        """Request the pages after `page` that are not in flight yet, if it pays.
+        """Plan the pages after `page` on its length; request those not in flight.
+
+        A page shorter than the one before may be the end, whatever `total`
+        says: only the page after it is planned, until a page shows the
+        length to plan on again.
 
         Args:
             page: The page just received.
+            total: The files the listing holds, if the API says (and is believed).
             request_at: Builds the page request for an offset.
         """
-        if not self._answers_slowly or self._pool is None:
+        if self._pool is None:
             return
-        limit = self._page_size
-        if page.total is None or len(page.files) < limit:
-            return
+        served, shrank = len(page.files), len(page.files) < self._stride
+        self._stride = served
+        plan: list[int] = []
+        if self._answers_slowly and total is not None and served:
+            later = range(page.end, total, served)
+            plan = list(later[: 1 if shrank else self.width.ceiling])
         with self._lock:
-            for step in range(1, self.width.ceiling + 1):
-                later = page.offset + step * limit
-                if later >= page.total:
-                    break
-                if later not in self._ahead:
-                    self._ahead[later] = self._pool.submit(
-                        self._timed_send, request_at(later)
+            self._plan = plan
+            for offset in self._ahead.keys() - plan:
+                self._drop(self._ahead.pop(offset))
+            for offset in plan:
+                if offset not in self._ahead:
+                    queued = self._ahead[offset] = _Queued(offset)
+                    queued.future = self._pool.submit(
+                        self._timed_send, request_at(offset), queued
                     )
+            self._wire.notify_all()
 
     def strained(self, why: str) -> None:
         """Halve the pages in flight: the API said it is strained (429, 503)."""
@@ -162,22 +190,34 @@ class PageFetcher:
     def close(self) -> None:
         """Drop pages fetched ahead that nobody asked for."""
         with self._lock:
-            for future in self._ahead.values():
-                future.cancel()
+            for queued in self._ahead.values():
+                self._drop(queued)
             self._ahead.clear()
             self._closed = True  # pages still waiting for the wire: not sent
             self._wire.notify_all()
         if self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _timed_send(self, request: requests.PreparedRequest) -> requests.Response:
+    @staticmethod
+    def _drop(queued: _Queued) -> None:
+        """Keep a page fetched ahead off the wire, if it is not there yet."""
+        queued.dropped = True
+        if queued.future:
+            queued.future.cancel()
+
+    def _timed_send(
+        self, request: requests.PreparedRequest, queued: _Queued | None = None
+    ) -> requests.Response:
         if not self._pool:
             return self._send(request)
         with self._wire:
-            self._wire.wait_for(lambda: self._closed or self._on_wire < int(self.width))
-            if self._closed:
+            self._wire.wait_for(lambda: self._may_send(queued))
+            if self._closed or (queued is not None and queued.dropped):
                 raise CancelledError
             self._on_wire += 1
+            if queued is not None:
+                queued.sent = True
+                self._wire.notify_all()
         answer_s = None
         try:
             response = self._send(request)
@@ -192,6 +232,24 @@ class PageFetcher:
                     self._log_shrink(before, why)
                 self._wire.notify_all()
         return response
+
+    def _may_send(self, queued: _Queued | None) -> bool:
+        """Whether a page may go on the wire now (or must give up waiting).
+
+        Pages fetched ahead go in offset order, and only while on the plan:
+        the lowest is the one the caller needs next and the one that may end
+        the listing or re-plan the rest.
+        """
+        if self._closed or (queued is not None and queued.dropped):
+            return True
+        if self._on_wire >= int(self.width):
+            return False
+        if queued is None:
+            return True
+        if queued.offset not in self._plan:
+            return False
+        earlier = self._plan[: self._plan.index(queued.offset)]
+        return all(self._ahead[o].sent for o in earlier if o in self._ahead)
 
     def _log_shrink(self, before: int, why: str) -> None:
         logger.info(

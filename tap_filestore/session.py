@@ -26,14 +26,21 @@ from typing_extensions import override
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from tap_filestore.errors import BodyTooLargeError
+
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from urllib3.response import BaseHTTPResponse
 
     from tap_filestore.pacing import Pacer
 
 
 #: Connections kept alive per host: the most pages in flight at once.
 MAX_CONNECTIONS = 16
+#: The most bytes one answer may hold once decompressed: a page of 1,000 files
+#: is well under 1 MiB, and a decompression bomb must not exhaust the host.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 def origin(url: str | None) -> tuple[str, str, int | None]:
@@ -183,8 +190,52 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
 _WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
+class _CappedBody:
+    """An answer's body that may not grow past `MAX_BODY_BYTES` as it is read.
+
+    requests reads a body through its `raw.stream()`, decompressing as it
+    goes: past the ceiling the reading stops, the connection is closed, and
+    the request fails with one line naming it.
+    """
+
+    def __init__(self, raw: BaseHTTPResponse, where: str) -> None:
+        self._raw = raw
+        self._where = where
+
+    def stream(
+        self, amt: int = 2**16, *, decode_content: bool | None = None
+    ) -> Iterator[bytes]:
+        read = 0
+        for chunk in self._raw.stream(amt, decode_content=decode_content):
+            read += len(chunk)
+            if read > MAX_BODY_BYTES:
+                self._raw.close()
+                msg = (
+                    f"The answer to {self._where} is larger than "
+                    f"{MAX_BODY_BYTES // 2**20} MiB once decompressed: the tap "
+                    "stopped reading it. A page of files is far smaller; the API "
+                    "or a proxy sent something else (check base_url)."
+                )
+                raise BodyTooLargeError(msg)
+            yield chunk
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(self._raw, name)
+
+
 class _WatchedAdapter(HTTPAdapter):
-    """An adapter whose connections obey the watch of the request they serve."""
+    """An adapter whose connections obey the watch of the request they serve.
+
+    It also caps the size of the bodies it hands out (`_CappedBody`).
+    """
+
+    @override
+    def build_response(
+        self, req: requests.PreparedRequest, resp: BaseHTTPResponse
+    ) -> requests.Response:
+        response = super().build_response(req, resp)
+        response.raw = _CappedBody(resp, f"{req.method} {req.path_url}")
+        return response
 
     @override
     def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:

@@ -17,7 +17,11 @@ from typing_extensions import override
 
 from tap_filestore.batches import BatchFiles
 from tap_filestore.client import FileStoreStream
-from tap_filestore.errors import InvalidConfigError, MalformedPageError
+from tap_filestore.errors import (
+    IncompleteListingError,
+    InvalidConfigError,
+    MalformedPageError,
+)
 from tap_filestore.sdk_private import (
     DirectRecordMessages,
     drop_progress_bookmark,
@@ -98,6 +102,8 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
             self.writer.flush()
         if self.paginator and self.paginator.listing_shrank:
             self._keep_starting_bookmark(context)
+        elif self.paginator and (shortfall := self.paginator.shortfall()):
+            raise IncompleteListingError(shortfall)
         elif fresh_start:
             # Without a bookmark this sync carried every file: let the target
             # retire the rows of files the API no longer lists. Only at the end:

@@ -46,6 +46,16 @@ def setup_page_malformed(api: Sandbox) -> dict:
     return {}
 
 
+def setup_page_nested_too_deeply(api: Sandbox) -> dict:
+    api.inject("malformed", content=b"[" * 200_000 + b"]" * 200_000, skip=1)
+    return {}
+
+
+def setup_total_larger_than_the_data(api: Sandbox) -> dict:
+    api.total_override = 1000  # for 250 files
+    return {}
+
+
 def setup_pages_cycling(api: Sandbox) -> dict:
     api.wrap_offset_at = 200
     return {"page_size": 50}
@@ -61,6 +71,13 @@ FAILURES = {
     setup_page_refused: "GET /v1/files?offset=100&limit=100 failed: 400",
     setup_page_overloaded: "GET /v1/files?offset=0&limit=100 failed after 2 attempts",
     setup_page_malformed: "The page at offset 100 of /v1/files is not JSON",
+    setup_page_nested_too_deeply: (
+        "The page at offset 100 of /v1/files is JSON nested too deeply to decode"
+    ),
+    setup_total_larger_than_the_data: (
+        "The API reported total=1000 files, but its listing ended at offset 250 "
+        "(an empty page): 750 files were not served"
+    ),
     setup_pages_cycling: "same files as offset",
 }
 

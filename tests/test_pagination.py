@@ -7,7 +7,7 @@ import tracemalloc
 
 import pytest
 
-from tap_filestore.errors import PaginationLoopError
+from tap_filestore.errors import IncompleteListingError, PaginationLoopError
 from tap_filestore.pagination import Page, PageCycleCheck
 from tap_filestore.sandbox import Sandbox
 from tests.conftest import FAST_RETRIES, expected_records, sync
@@ -55,11 +55,11 @@ def test_without_total_paging_stops_on_an_empty_page() -> None:
         assert sorted(result.ids) == sorted(expected_records(api))
 
 
-def test_without_total_a_short_page_ends_paging() -> None:
+def test_without_total_a_short_page_is_confirmed_by_one_more_request() -> None:
     with Sandbox(250, include_total=False) as api:
         result = sync(api.config(page_size=100, **FAST_RETRIES))
 
-        assert offsets(api) == [(0, 100), (100, 100), (200, 100)]
+        assert offsets(api) == [(0, 100), (100, 100), (200, 100), (250, 100)]
         assert len(result.records) == 250
 
 
@@ -93,15 +93,107 @@ def test_a_total_smaller_than_the_data_does_not_cut_the_sync_short(
     assert "reported total=150" in caplog.text
 
 
-def test_a_total_larger_than_the_data_stops_on_the_short_page(
+def test_a_listing_that_ends_short_of_its_total_fails_instead_of_succeeding(
     sandbox: Sandbox, config: dict
 ) -> None:
     sandbox.total_override = 10_000
 
-    result = sync(config)
+    with pytest.raises(IncompleteListingError, match=r"total=10000 .* offset 250"):
+        sync(config)
+    # A short page is not the end while `total` says more; an empty one is.
+    assert offsets(sandbox) == [(0, 100), (100, 100), (200, 100), (250, 100)]
 
-    assert len(result.records) == 250
-    assert offsets(sandbox) == [(0, 100), (100, 100), (200, 100)]
+
+# The API decides its page size (issue 18)
+
+
+@pytest.mark.parametrize("in_flight", [1, 16])
+@pytest.mark.parametrize("with_total", [True, False])
+def test_an_api_that_caps_its_pages_is_read_to_the_end_each_file_once(
+    caplog: pytest.LogCaptureFixture, in_flight: int, *, with_total: bool
+) -> None:
+    with Sandbox(1000, include_total=with_total) as api:
+        api.serve_at_most = 40
+        api.latency = 0.005  # slow enough to fetch ahead
+        config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": in_flight})
+
+        with caplog.at_level(logging.INFO):
+            result = sync(config)
+        requested = sorted(offsets(api))
+
+    assert sorted(result.ids) == sorted(expected_records(api))
+    assert len(result.ids) == 1000
+    # Offsets follow what each page held; only a listing without `total`
+    # pays one more request, to confirm its end.
+    pages = [(offset, 100) for offset in range(0, 1000, 40)]
+    assert requested == (pages if with_total else [*pages, (1000, 100)])
+    assert caplog.text.count("serves at most 40 files a page") == 1
+
+
+@pytest.mark.parametrize("in_flight", [1, 16])
+@pytest.mark.parametrize("with_total", [True, False])
+def test_an_api_that_serves_more_than_asked_gives_each_file_once(
+    in_flight: int, *, with_total: bool
+) -> None:
+    with Sandbox(1000, include_total=with_total) as api:
+        api.serve_at_least = 150
+        api.latency = 0.005
+        config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": in_flight})
+
+        result = sync(config)
+        requested = sorted(offsets(api))
+
+    assert sorted(result.ids) == sorted(expected_records(api))
+    assert len(result.ids) == 1000
+    pages = [(offset, 100) for offset in range(0, 1000, 150)]
+    assert requested == (pages if with_total else [*pages, (1000, 100)])
+
+
+@pytest.mark.parametrize("in_flight", [1, 16])
+def test_a_page_that_breaks_the_plan_replans_from_its_true_end(in_flight: int) -> None:
+    with Sandbox(2000) as api:
+        api.serve_at_most = 40
+        api.latency = 0.005
+
+        def shrink_the_pages() -> None:
+            api.serve_at_most = 30
+
+        # From the sixth page on, the API serves 30 files a page, not 40.
+        api.inject("call", action=shrink_the_pages, skip=5)
+        config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": in_flight})
+
+        result = sync(config)
+        requested = offsets(api)
+
+    assert sorted(result.ids) == sorted(expected_records(api))
+    assert len(result.ids) == 2000
+    # Pages planned on 40 files that were already on the wire are wasted,
+    # at most as many as may be in flight; none is sent past the total.
+    consumed = len(range(0, 200, 40)) + len(range(200, 2000, 30))
+    assert consumed <= len(requested) <= consumed + in_flight - 1
+    assert all(offset < 2000 for offset, _ in requested)
+
+
+def test_pages_queued_when_the_listing_ends_are_not_sent() -> None:
+    with Sandbox(25) as api:
+        api.total_override = 10**9  # far more than the data
+        api.latency = 0.01
+        config = api.config(
+            **{**FAST_RETRIES, "max_concurrent_requests": 16, "page_size": 10}
+        )
+
+        with pytest.raises(IncompleteListingError):
+            sync(config)
+        requested = offsets(api)
+
+    # Page 20 holds 5 files, shorter than the pages before it: only the page
+    # after it (25) is asked for, and once it comes back empty nothing more
+    # goes out. Beyond the three pages with files and the empty one, only
+    # pages planned on the 10-file pages and already on the wire when page 20
+    # came back are wasted (6 measured, the width by then).
+    off_stride = [offset for offset, _ in requested if offset % 10]
+    assert off_stride == [25]
+    assert len(requested) < 4 + 16
 
 
 # Paging cannot run forever (issue 9, class 4)

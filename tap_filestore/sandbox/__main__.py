@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> None:
         help="answer 429 with Retry-After above this many requests a second",
     )
     parser.add_argument(
+        "--serve-at-most",
+        type=int,
+        metavar="FILES",
+        help="serve at most this many files a page, whatever `limit` asks",
+    )
+    parser.add_argument(
         "--precompute", type=int, metavar="LIMIT", help="render pages of LIMIT first"
     )
     args = parser.parse_args(argv)
@@ -59,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     sandbox.latency = args.latency
     sandbox.jitter = args.jitter
     sandbox.rate_limit = args.rate_limit
+    sandbox.serve_at_most = args.serve_at_most
     if args.precompute:
         sandbox.precompute(args.precompute)
     config = sandbox.config()

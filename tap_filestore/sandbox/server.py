@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import math
 import random
 import secrets
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -52,7 +54,8 @@ class Fault:
     bytes than sent, then close), `slow` (wait `delay` seconds first),
     `malformed` (answer 200 with `content`, or `MALFORMED_BODIES[body]`),
     `revoke` (revoke every token, then answer as usual: 401 for a files
-    request), `call` (run `action`, e.g. a dataset edit, then answer as usual),
+    request), `gzip` (answer 200 with `content` as a gzip-encoded body: see
+    `gzip_bomb`), `call` (run `action`, e.g. a dataset edit, then answer as usual),
     `redirect` (answer `status` with `Location: {location}{path and query}`),
     `drip` (answer an empty page one byte every `delay` seconds), `echo`
     (answer `status` quoting the request's credentials in the body, the reason
@@ -104,11 +107,22 @@ class Sandbox:
         modified_since_param: str = "modified_since",
         host: str = "127.0.0.1",
         port: int = 0,
+        certificate: tuple[str, str] | None = None,
     ) -> None:
-        """Create a sandbox; `start()` begins serving."""
+        """Create a sandbox; `start()` begins serving.
+
+        `certificate` (a PEM certificate file and its key file) serves https.
+        """
         self.dataset = Dataset(files, seed=seed)
         self.include_total = include_total
         self.total_override: int | None = None
+        #: The most files a page holds, whatever `limit` asks: an API's own cap.
+        self.serve_at_most: int | None = None
+        #: The fewest files a page holds, whatever `limit` asks: an API that
+        #: sends more than asked.
+        self.serve_at_least: int | None = None
+        #: Connections accepted (TLS handshakes included, failed or not).
+        self.connections = 0
         self.ignore_offset = False
         #: Offsets at or past `wrap_offset_at` wrap around to `wrap_offset_to`,
         #: as a broken cursor does.
@@ -136,6 +150,15 @@ class Sandbox:
         self._lock = threading.Lock()
         self._server = _Server((host, port), _Handler)
         self._server.sandbox = self  # type: ignore[attr-defined]
+        self._scheme = "http"
+        if certificate:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*certificate)
+            # The handshake runs in the handler's thread, not the accept loop.
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
         self._precomputed: dict[tuple[int, int, int], bytes] = {}
 
@@ -143,7 +166,7 @@ class Sandbox:
     def base_url(self) -> str:
         """Return the root URL clients use."""
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     def config(self, **overrides: object) -> dict:
         """Return a tap config that points at this sandbox."""
@@ -289,6 +312,8 @@ class Sandbox:
         """Return the body of one page of files."""
         if self.ignore_offset:
             offset = 0
+        limit = min(limit, self.serve_at_most or limit)
+        limit = max(limit, self.serve_at_least or limit)
         if self.wrap_offset_at and offset >= self.wrap_offset_at:
             start, end = self.wrap_offset_to, self.wrap_offset_at
             offset = start + (offset - start) % (end - start)
@@ -347,6 +372,16 @@ def _render_page(  # noqa: PLR0913, PLR0917
     return json.dumps(body, ensure_ascii=False).encode()
 
 
+def gzip_bomb(inflated: int, chunk: int = 16 * 2**20) -> bytes:
+    """Return a gzip body that inflates to `inflated` zero bytes, in a few KiB a chunk.
+
+    Gzip members decode one after another, so one compressed chunk repeated
+    makes a bomb of any size without compressing it all.
+    """
+    member = gzip.compress(bytes(chunk), compresslevel=9)
+    return member * max(1, inflated // chunk)
+
+
 def _parse_since(value: str) -> int:
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if moment.tzinfo is None:
@@ -361,8 +396,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request: object, client_address: object) -> None:
-        # A client that gave up (timeout, kill) is business as usual here.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
+        # A client that gave up (timeout, kill, a certificate it did not
+        # trust) is business as usual here.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
             super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
@@ -380,6 +416,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *_: object) -> None:  # quiet: the request log says it all
         pass
+
+    def setup(self) -> None:
+        self.sandbox.connections += 1
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
+        super().setup()
 
     def do_POST(self) -> None:
         self._arrived = time.monotonic()
@@ -506,6 +548,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer_malformed(self, fault: Fault, path: str, params: dict) -> None:
         body = MALFORMED_BODIES[fault.body] if fault.content is None else fault.content
         self._send(200, body, path, params)
+
+    def _answer_gzip(self, fault: Fault, path: str, params: dict) -> None:
+        self._send(
+            200, fault.content or b"", path, params, {"Content-Encoding": "gzip"}
+        )
 
     def _answer_reset(self, _fault: Fault, path: str, params: dict) -> None:
         self._log(path, params, 0)
