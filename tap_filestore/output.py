@@ -32,10 +32,12 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         """Start with nothing waiting."""
         super().__init__()
         self._waiting = bytearray()
+        self.last_type: str | None = None
 
     @override
     def write_message(self, message: Message) -> None:
         self._waiting += self.format_message(message)
+        self.last_type = message.type
         if (
             message.type != SingerMessageType.RECORD
             or len(self._waiting) >= BLOCK_BYTES

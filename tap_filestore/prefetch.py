@@ -252,6 +252,8 @@ class PageFetcher:
         return all(self._ahead[o].sent for o in earlier if o in self._ahead)
 
     def _log_shrink(self, before: int, why: str) -> None:
+        if int(self.width) == before:  # already one page at a time
+            return
         logger.info(
             "Pages in flight: %d -> %d (%s); growing again while answers stay healthy",
             before,

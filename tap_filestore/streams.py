@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.singerlib import StateMessage
+from singer_sdk.singerlib import SingerMessageType, StateMessage
 from typing_extensions import override
 
 from tap_filestore.batches import BatchFiles
@@ -157,6 +157,18 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
             # The records ran out after the last BATCH: the state is final now.
             self.writer.write_message(StateMessage(value=self.tap_state))
         self._activate_version()
+
+    @override
+    def finalize_state_progress_markers(self, state: dict | None = None) -> None:
+        """Finalize the bookmark after a sync, then end the output on a STATE.
+
+        The SDK skips a STATE equal to the one before, so a sync that changed
+        nothing would end on its records (or ACTIVATE_VERSION), and a target
+        that keeps only the state lines after records would keep none.
+        """
+        super().finalize_state_progress_markers(state)
+        if self.writer.last_type != SingerMessageType.STATE:
+            self.writer.write_message(StateMessage(value=self.tap_state))
 
     def _activate_version(self) -> None:
         """Send the ACTIVATE_VERSION a sync that carried every file has earned."""

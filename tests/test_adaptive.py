@@ -229,6 +229,30 @@ def test_while_a_refused_page_waits_its_retry_the_pages_after_it_go() -> None:
         assert max(r.in_flight for r in waiting) <= 4 + 2
 
 
+def test_at_one_page_in_flight_answers_that_keep_slowing_log_no_halving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 22: "Pages in flight: 1 -> 1" announced a change that did not happen.
+    with Sandbox(2000) as api:
+        api.latency = 0.004
+
+        def slow_down() -> None:  # each page 60% slower than the one before
+            api.latency *= 1.6
+
+        api.inject("call", action=slow_down, skip=2, times=9)
+        config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": 16})
+        with caplog.at_level(logging.INFO, logger="tap_filestore.prefetch"):
+            assert len(sync(config).records) == 2000
+
+    changes = [
+        tuple(map(int, found.groups()))
+        for record in caplog.records
+        if (found := re.match(r"Pages in flight: (\d+) -> (\d+)", record.message))
+    ]
+    assert any(after == 1 for _, after in changes), changes  # it reached one
+    assert all(before > after for before, after in changes), changes
+
+
 def test_answers_that_slow_down_mid_sync_shrink_the_width_records_stay_in_order(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

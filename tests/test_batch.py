@@ -72,11 +72,12 @@ def test_a_first_batch_sync_writes_every_record_once_then_activates_its_version(
     assert "RECORD" not in kinds
     batches = [m for m in messages if m["type"] == "BATCH"]
     assert len(batches) == 3
-    # Each BATCH is followed by the STATE that covers it; the version comes last.
+    # Each BATCH is followed by the STATE that covers it; the version comes
+    # after the last, and a final STATE after it (issue 22).
     for index, kind in enumerate(kinds):
         if kind == "BATCH":
             assert kinds[index + 1] == "STATE"
-    assert kinds[-1] == "ACTIVATE_VERSION"
+    assert kinds[-2:] == ["ACTIVATE_VERSION", "STATE"]
     (version,) = [m["version"] for m in messages if m["type"] == "ACTIVATE_VERSION"]
     records = [r for b in batches for url in b["manifest"] for r in read_batch(url)]
     assert {r.pop("_sdc_table_version") for r in records} == {version}

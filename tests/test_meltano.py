@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import subprocess
 from pathlib import Path
 
 import yaml
 
 from tap_filestore.sandbox import Sandbox
 from tests.conftest import expected_records, run_cli
-from tests.meltano_cli import meltano, require_plugin
+from tests.meltano_cli import PLUGINS, meltano, require_plugin
 from tests.test_cli import SETTINGS
 
 
@@ -90,3 +91,37 @@ def test_meltano_runs_the_tap_on_the_singer_sdk_under_test(tmp_path: Path) -> No
     # The newest-SDK run of scripts/test tests Meltano on that SDK, not on the pin.
     sdk_version = json.loads(done.stdout[done.stdout.index("{") :])["sdk_version"]
     assert sdk_version == importlib.metadata.version("singer-sdk")
+
+
+def test_a_shell_pipeline_into_target_jsonl_keeps_a_state_when_nothing_changed(
+    tmp_path: Path,
+) -> None:
+    # The plain Singer way: the target's last state line is the next --state.
+    require_plugin("loaders", "target-jsonl")
+    target = PLUGINS / "loaders" / "target-jsonl" / "venv" / "bin" / "target-jsonl"
+    (tmp_path / "target.json").write_text(
+        json.dumps({"destination_path": str(tmp_path)})
+    )
+
+    def run(state: str | None) -> str:
+        args = ("--state", str(tmp_path / "state.json")) if state else ()
+        if state:
+            (tmp_path / "state.json").write_text(state)
+        tap = run_cli(*args, config=api.config(), tmp_path=tmp_path)
+        assert tap.returncode == 0, tap.stderr
+        loaded = subprocess.run(
+            [str(target), "--config", str(tmp_path / "target.json")],
+            input=tap.stdout,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        states = loaded.stdout.splitlines()
+        assert states, "the target printed no state"
+        return states[-1]
+
+    with Sandbox(250) as api:
+        first = run(None)
+        unchanged = run(first)  # nothing changed since the first run
+        assert json.loads(unchanged) == json.loads(first)
+        assert json.loads(run(unchanged)) == json.loads(first)
