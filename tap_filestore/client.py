@@ -250,7 +250,7 @@ class FileStoreStream(RESTStream[int]):
     @override
     def backoff_handler(self, details: Details) -> None:
         self.progress.retries += 1
-        exception = details["exception"]  # type: ignore[typeddict-item]
+        exception = details["exception"]
         response = getattr(exception, "response", None)
         if response is not None and response.status_code in STRAIN_STATUSES:
             if self.fetcher:
