@@ -26,7 +26,7 @@ from tap_filestore.errors import (
 )
 from tap_filestore.pagination import FilesPaginator
 from tap_filestore.prefetch import PageFetcher
-from tap_filestore.progress import FewerRequestMetrics, SyncProgress
+from tap_filestore.progress import SyncProgress
 from tap_filestore.redact import redact
 from tap_filestore.session import GuardedSession, origin
 
@@ -57,7 +57,6 @@ RETRYABLE_EXCEPTIONS = (
     requests.exceptions.ContentDecodingError,
 )
 #: One for the process: the metrics logger is shared by every stream.
-REQUEST_METRICS_FILTER = FewerRequestMetrics()
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
 
@@ -75,7 +74,6 @@ class FileStoreStream(RESTStream[int]):
     def __init__(self, tap: TapFileStore) -> None:
         """Create the stream; it shares the tap's authenticator and writer."""
         super().__init__(tap)
-        self.metrics_logger.addFilter(REQUEST_METRICS_FILTER)
         self._authenticator = tap.authenticator
         #: Holds page and token requests to the rate limit and the API's pauses.
         self.pacer = tap.pacer

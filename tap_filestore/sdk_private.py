@@ -8,11 +8,15 @@ Checked against singer-sdk 0.54.9 and 0.55.0b7.
 from __future__ import annotations
 
 import itertools
+import logging
 import typing as t
 from datetime import datetime, timezone
 
+from singer_sdk import metrics
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams import Stream
+
+from tap_filestore.progress import FewerRequestMetrics
 
 if t.TYPE_CHECKING:
     from collections.abc import Generator, Iterator
@@ -123,3 +127,34 @@ class DirectRecordMessages(Stream):
             version=self._stream_version,
             time_extracted=datetime.now(timezone.utc),
         )
+
+
+class _DropNullBookmarkWarnings(logging.Filter):
+    """The SDK warns once per record with a null `modified_at`; those are expected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "New replication value is null"
+
+
+class _DropFailureNotice(logging.Filter):
+    """The SDK logs this before re-raising; the error's own line follows once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("An unhandled error occurred")
+
+
+def install_log_filters(stream_logger: str) -> None:
+    """Quiet the SDK log lines that match its message text (once per process).
+
+    Its null-bookmark warning (one a record), its failure notice before the
+    error's own line (on `stream_logger`), and all but one request-duration
+    METRIC per progress interval.
+    """
+    loggers = (
+        (logging.getLogger("singer_sdk"), _DropNullBookmarkWarnings),
+        (logging.getLogger(stream_logger), _DropFailureNotice),
+        (metrics.get_metrics_logger(), FewerRequestMetrics),
+    )
+    for logger, kind in loggers:
+        if not any(isinstance(known, kind) for known in logger.filters):
+            logger.addFilter(kind())

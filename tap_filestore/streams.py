@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import re
 import time
 import typing as t
@@ -39,23 +38,6 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_filestore.sdk_private import BatchConfig, BatchEncoding
-
-
-class _DropNullBookmarkWarnings(logging.Filter):
-    """The SDK warns once per record with a null `modified_at`; those are expected."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "New replication value is null"
-
-
-class _DropFailureNotice(logging.Filter):
-    """The SDK logs this before re-raising; the error's own line follows once."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("An unhandled error occurred")
-
-
-logging.getLogger("singer_sdk").addFilter(_DropNullBookmarkWarnings())
 
 
 class FilesStream(DirectRecordMessages, FileStoreStream):
@@ -338,6 +320,3 @@ def _encodable(text: str) -> str:
     except UnicodeEncodeError:
         return _SURROGATE.sub(REPLACEMENT, text)
     return text
-
-
-logging.getLogger(f"tap-filestore.{FilesStream.name}").addFilter(_DropFailureNotice())

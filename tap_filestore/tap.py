@@ -31,6 +31,7 @@ from tap_filestore.errors import (
 )
 from tap_filestore.output import BufferedMsgSpecWriter
 from tap_filestore.pacing import Pacer
+from tap_filestore.sdk_private import install_log_filters
 from tap_filestore.state import check_state, parse_state
 from tap_filestore.stopping import exit_at_once, stop_on_signals
 from tap_filestore.streams import FilesStream
@@ -167,7 +168,6 @@ class TapFileStore(Tap):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         """Create the tap; a bad config or state raises one clear error."""
-        redact.install()
         if isinstance(kwargs.get("catalog"), dict):
             kwargs["catalog"] = _honour_replication_method(kwargs["catalog"])
         if isinstance(state := kwargs.get("state"), (str, PurePath)):
@@ -186,6 +186,8 @@ class TapFileStore(Tap):
         if kwargs.get("validate_config", True):
             self._check_values()
             self._warn_of_clear_text()
+        # The SDK's Tap.__init__ binds SIGTERM and SIGINT to its own handler
+        # (a STATE, then exit 0 -- a false success): rebind them to ours.
         stop_on_signals()
 
     @override
@@ -218,7 +220,7 @@ class TapFileStore(Tap):
         command = super().get_singer_command()
         # --test and --discover run in click callbacks, before the SDK installs
         # its hook: install ours now (and again in `invoke`, after the SDK's).
-        sys.excepthook = _report_error
+        prepare_process()
         return command
 
     @classmethod
@@ -290,6 +292,19 @@ class TapFileStore(Tap):
                     secret,
                     url,
                 )
+
+
+def prepare_process() -> None:
+    """Make the process ready for a run from the command line (idempotent).
+
+    Secrets masked in every log record, the SDK's noisy log lines quieted,
+    and one line for an uncaught error. Nothing of it happens at import or
+    when a `TapFileStore` is built (which binds SIGTERM and SIGINT, since the
+    SDK's constructor binds them to a handler that exits 0).
+    """
+    redact.install()
+    install_log_filters(f"tap-filestore.{FilesStream.name}")
+    sys.excepthook = _report_error
 
 
 def _read_text(path: Path) -> str:

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING
 import backoff._sync
 import pytest
 
-from tap_filestore import pacing
+from tap_filestore import pacing, redact
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.sandbox.server import CLIENT_SECRET
+from tap_filestore.sdk_private import install_log_filters
+from tap_filestore.streams import FilesStream
 from tap_filestore.tap import TapFileStore
 from tap_filestore.timestamps import format_instant
 from tests.leaks import CHILD_OUTPUTS, leaked
@@ -193,6 +195,17 @@ class SkippingClock:
 
     def sleep(self, seconds: float) -> None:
         self.skipped += seconds
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _process_as_the_cli_prepares_it() -> None:
+    """Mask secrets and quiet the SDK in-process, as `tap.prepare_process` does.
+
+    Signal handlers and the excepthook stay pytest's: the tests that need them
+    run the tap as a child process.
+    """
+    redact.install()
+    install_log_filters(f"tap-filestore.{FilesStream.name}")
 
 
 @pytest.fixture(scope="session", autouse=True)
