@@ -7,8 +7,21 @@ import logging
 import math
 import threading
 import time
+import typing as t
 
 logger = logging.getLogger(__name__)
+
+
+class Clock(t.Protocol):
+    """What the pacer reads and sleeps on: the `time` module, or a test's clock."""
+
+    def monotonic(self) -> float:
+        """Return seconds on a clock that never goes back."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds`."""
+        ...
 
 
 class Pacer:
@@ -37,9 +50,10 @@ class Pacer:
     #: requests a few milliseconds closer together or further apart.
     SECOND = 1.01
 
-    def __init__(self, per_second: float | None = None) -> None:
+    def __init__(self, per_second: float | None = None, clock: Clock = time) -> None:
         """Pace to `per_second` requests a second; None: learn a rate if needed."""
         self.per_second = per_second
+        self._clock = clock
         self._lock = threading.Lock()
         self._next_start = 0.0
         self._resume_at = 0.0
@@ -58,7 +72,7 @@ class Pacer:
     def pause(self, seconds: float) -> None:
         """Hold every request for `seconds` from now (the API asked for it)."""
         with self._lock:
-            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+            self._resume_at = max(self._resume_at, self._clock.monotonic() + seconds)
 
     def accepted(self, answer_seconds: float) -> None:
         """Count a request the API did not refuse for its rate, when it was sent.
@@ -67,7 +81,7 @@ class Pacer:
         sent before it belongs to the time before.
         """
         with self._lock:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             sent = now - answer_seconds
             self._answers.append((now, sent))
             self._forget_answers_before(now - 1.0)
@@ -89,7 +103,7 @@ class Pacer:
                 nothing new.
         """
         with self._lock:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if self._learned and now - answer_seconds < (
                 self._learned[1] + self.SAME_EPISODE
             ):
@@ -136,7 +150,7 @@ class Pacer:
         """Return when the next request may start."""
         while True:
             with self._lock:
-                now = time.monotonic()
+                now = self._clock.monotonic()
                 if self._began is None:
                     self._began = now
                 rate = self._rate(now)
@@ -152,7 +166,7 @@ class Pacer:
                         self._started.append(now)
                     return
             # Sleep outside the lock, then look again: a pause may have come.
-            time.sleep(start - now)
+            self._clock.sleep(start - now)
 
     def _rate(self, now: float) -> float | None:
         """Return the requests a second allowed now, if any limit applies."""

@@ -7,6 +7,7 @@ import io
 import ipaddress
 import logging
 import sys
+import time
 import typing as t
 from functools import cached_property
 from pathlib import Path, PurePath
@@ -30,7 +31,7 @@ from tap_filestore.errors import (
     SyncStoppedError,
 )
 from tap_filestore.output import BufferedMsgSpecWriter
-from tap_filestore.pacing import Pacer
+from tap_filestore.pacing import Clock, Pacer
 from tap_filestore.sdk_private import install_log_filters
 from tap_filestore.state import check_state, parse_state
 from tap_filestore.stopping import exit_at_once, stop_on_signals
@@ -65,6 +66,8 @@ class TapFileStore(Tap):
     name = "tap-filestore"
     package_name = "tap-filestore"
     message_writer_class = BufferedMsgSpecWriter
+    #: What the pacer reads and sleeps on (a test hands in its own).
+    clock: Clock = time
     capabilities: t.ClassVar = [
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,
@@ -212,7 +215,7 @@ class TapFileStore(Tap):
     def pacer(self) -> Pacer:
         """Holds every request of this tap to `max_requests_per_second` and pauses."""
         per_second = self.config.get("max_requests_per_second")
-        return Pacer(float(per_second) if per_second else None)
+        return Pacer(float(per_second) if per_second else None, clock=self.clock)
 
     @classmethod
     @override

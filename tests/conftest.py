@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import backoff._sync
 import pytest
 
-from tap_filestore import pacing, redact
+from tap_filestore import redact
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.sandbox.server import CLIENT_SECRET
 from tap_filestore.sdk_private import install_log_filters
@@ -180,7 +180,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     clock = SimpleNamespace(sleep=asked.append, monotonic=time.monotonic)
     monkeypatch.setattr(backoff._sync, "time", clock)
     # The pause a `Retry-After` puts on every request passes at once too.
-    monkeypatch.setattr(pacing, "time", SkippingClock())
+    monkeypatch.setattr(TapFileStore, "clock", SkippingClock())
     return asked
 
 

@@ -16,7 +16,6 @@ import re
 
 import pytest
 
-from tap_filestore import pacing
 from tap_filestore.pacing import Pacer
 from tap_filestore.prefetch import Width
 from tap_filestore.sandbox import Sandbox
@@ -113,12 +112,9 @@ def _accept(pacer: Pacer, clock: _ManualClock, answers: int, seconds: float) -> 
         pacer.accepted(answer_seconds=0.0)
 
 
-def test_429s_teach_what_the_api_accepted_and_one_episode_teaches_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_429s_teach_what_the_api_accepted_and_one_episode_teaches_once() -> None:
     clock = _ManualClock()
-    monkeypatch.setattr(pacing, "time", clock)
-    pacer = Pacer()
+    pacer = Pacer(clock=clock)
     pacer.wait()
     assert _pace(pacer, clock) == math.inf  # no limit known: no pacing
     # A burst the API allowed: 30 answers in the first second, then a 429.

@@ -168,9 +168,11 @@ def test_a_page_that_breaks_the_plan_replans_from_its_true_end(in_flight: int) -
     assert sorted(result.ids) == sorted(expected_records(api))
     assert len(result.ids) == 2000
     # Pages planned on 40 files that were already on the wire are wasted,
-    # at most as many as may be in flight; none is sent past the total.
+    # at most as many as may be in flight; none is sent past the total. (With
+    # 16 in flight the sixth request to arrive need not be offset 200: the
+    # switch may come a page early, one page more.)
     consumed = len(range(0, 200, 40)) + len(range(200, 2000, 30))
-    assert consumed <= len(requested) <= consumed + in_flight - 1
+    assert consumed - 1 <= len(requested) <= consumed + in_flight
     assert all(offset < 2000 for offset, _ in requested)
 
 
