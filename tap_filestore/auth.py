@@ -68,7 +68,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
 
     @property
     @override
-    def oauth_request_body(self) -> dict:
+    def oauth_request_body(self) -> dict[str, t.Any]:
         body = {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
@@ -169,7 +169,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
     ) -> requests.PreparedRequest:
         self._set_bearer(request)
         if self._resend_on_401 not in request.hooks["response"]:
-            request.register_hook("response", self._resend_on_401)
+            request.register_hook("response", self._resend_on_401)  # type: ignore[no-untyped-call]
         return request
 
     def _set_bearer(self, request: requests.PreparedRequest) -> None:

@@ -22,7 +22,7 @@ GZIP_LEVEL = 1
 _ENCODER = msgspec.json.Encoder()
 
 
-def batch_config_problems(batch_config: dict) -> list[str]:
+def batch_config_problems(batch_config: dict[str, t.Any]) -> list[str]:
     """Return what is wrong with a `batch_config` setting, if anything."""
     encoding = batch_config.get("encoding") or {}
     storage = batch_config.get("storage") or {}
@@ -63,7 +63,7 @@ class BatchFiles:
         sync_id = f"{prefix or ''}{sync_name}-{uuid.uuid4()}"
         self._names = (f"{sync_id}-{n}{suffix}" for n in itertools.count(1))
 
-    def write(self, records: Iterable[dict]) -> str:
+    def write(self, records: Iterable[dict[str, t.Any]]) -> str:
         """Write one file of `records`; return its file:// URL."""
         path = self.folder / next(self._names)
         part = path.with_name(path.name + ".part")

@@ -133,7 +133,7 @@ class FileStoreStream(RESTStream[int]):
         return {"offset": next_page_token or 0, "limit": self.page_size}
 
     @override
-    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+    def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
         page = t.cast("FilesPaginator", self.paginator).page(response)
         self.progress.page_received(len(page.files), page.total)
         return page.files
@@ -165,7 +165,9 @@ class FileStoreStream(RESTStream[int]):
         raise APIRequestError(msg)
 
     @override
-    def request_decorator(self, func: Callable) -> Callable:
+    def request_decorator(
+        self, func: Callable[..., requests.Response]
+    ) -> Callable[..., requests.Response]:
         def attempt(*args: t.Any, **kwargs: t.Any) -> requests.Response:
             self.progress.requests += 1
             return func(*args, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import typing as t
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -24,7 +25,7 @@ class Page:
     """A decoded page: where it starts, its files and the optional `total`."""
 
     offset: int
-    files: list[dict]
+    files: list[dict[str, t.Any]]
     total: int | None
 
     @property

@@ -53,7 +53,7 @@ def write_activate_version(stream: Stream, version: int) -> None:
 
 def record_chunks(
     stream: Stream, context: Context | None, size: int
-) -> Iterator[list[dict]]:
+) -> Iterator[list[dict[str, t.Any]]]:
     """Yield the stream's records in lists of `size`, writing no message.
 
     What `Stream._sync_records(write_messages=False)` (the loop the SDK's own
@@ -74,7 +74,8 @@ def record_chunks(
         record
         for row in stream.get_records(context)
         # The tap yields dicts: the SDK's (record, context) tuples are deprecated.
-        if (record := stream.post_process(t.cast("dict", row), context)) is not None
+        if (record := stream.post_process(t.cast("dict[str, t.Any]", row), context))
+        is not None
     )
     state = stream.get_context_state(context)
     with stream.get_record_counter() as counter, stream.get_sync_timer():
@@ -94,7 +95,7 @@ def record_chunks(
     stream._finalize_state(state)  # noqa: SLF001
 
 
-def drop_progress_bookmark(stream_state: dict) -> None:
+def drop_progress_bookmark(stream_state: dict[str, t.Any]) -> None:
     """Forget the greatest replication value seen so far this sync.
 
     The SDK finalizes its progress markers into the bookmark at the end of a
@@ -116,7 +117,7 @@ class DirectRecordMessages(Stream):
     records_go_out_as_they_are = False
 
     def _generate_record_messages(
-        self, record: dict
+        self, record: dict[str, t.Any]
     ) -> Generator[RecordMessage, None, None]:
         if not self.records_go_out_as_they_are:
             yield from super()._generate_record_messages(record)

@@ -292,7 +292,7 @@ class GuardedSession(requests.Session):
     def rebuild_auth(
         self, prepared_request: requests.PreparedRequest, response: requests.Response
     ) -> None:
-        super().rebuild_auth(prepared_request, response)
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
         if origin(prepared_request.url) != self.home:
             prepared_request.headers.pop("Authorization", None)
 

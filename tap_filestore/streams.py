@@ -141,7 +141,9 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
         self._activate_version()
 
     @override
-    def finalize_state_progress_markers(self, state: dict | None = None) -> None:
+    def finalize_state_progress_markers(
+        self, state: dict[str, t.Any] | None = None
+    ) -> None:
         """Finalize the bookmark after a sync, then end the output on a STATE.
 
         The SDK skips a STATE equal to the one before, so a sync that changed
@@ -177,7 +179,7 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
         return params
 
     @override
-    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+    def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
         files = super().parse_response(response)
         try:
             records = [_normalized(record) for record in files]
@@ -189,7 +191,7 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
             self._warn_of_unencodable_text(records)
         return records
 
-    def _warn_of_unencodable_text(self, records: list[dict]) -> None:
+    def _warn_of_unencodable_text(self, records: list[dict[str, t.Any]]) -> None:
         """Warn, once a sync, that text UTF-8 cannot carry was replaced."""
         for record in records:
             if REPLACEMENT in record["file_id"] or REPLACEMENT in (
@@ -205,7 +207,9 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
                 return
 
     @override
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+    def post_process(
+        self, row: dict[str, t.Any], context: Context | None = None
+    ) -> dict[str, t.Any] | None:
         modified = row["modified_at"]
         if self._since and modified is not None and modified < self._since:
             return None
@@ -214,7 +218,7 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
 
     @override
     def generate_child_contexts(
-        self, record: dict, context: Context | None
+        self, record: dict[str, t.Any], context: Context | None
     ) -> Iterable[Context | None]:
         # No child streams: the SDK's default would copy every record for them.
         return ()
@@ -282,7 +286,7 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
         return format_instant(max(candidates)) if candidates else None
 
 
-def _normalized(record: dict) -> dict:
+def _normalized(record: dict[str, t.Any]) -> dict[str, t.Any]:
     """Return the record with every property present and date-times normalized.
 
     Raises:

@@ -331,7 +331,7 @@ def _travels_in_clear_text(url: str) -> bool:
         return True
 
 
-def _honour_replication_method(catalog: dict) -> dict:
+def _honour_replication_method(catalog: dict[str, t.Any]) -> dict[str, t.Any]:
     """Let stream metadata choose the replication method, as Meltano's `metadata:` does.
 
     The SDK prefers the entry's `replication_method` (which its own discovery

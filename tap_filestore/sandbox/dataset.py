@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import typing as t
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -87,9 +88,9 @@ class FileVersion:
     form: int
     omit_modified: bool = False
 
-    def to_api(self) -> dict:
+    def to_api(self) -> dict[str, t.Any]:
         """Return the file as the API renders it."""
-        body: dict = {
+        body: dict[str, t.Any] = {
             "file_id": self.file_id,
             "file_name": self.file_name,
             "created_at": None
@@ -162,7 +163,7 @@ class Dataset:
         """Return every existing file, in listing order."""
         return [self.file(i) for i in self.live_indexes()]
 
-    def current(self) -> list[dict]:
+    def current(self) -> list[dict[str, t.Any]]:
         """Return every existing file as the API renders it."""
         return [f.to_api() for f in self.files()]
 

@@ -14,6 +14,7 @@ import struct
 import sys
 import threading
 import time
+import typing as t
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -168,7 +169,7 @@ class Sandbox:
         host, port = self._server.server_address[:2]
         return f"{self._scheme}://{host!s}:{port}"
 
-    def config(self, **overrides: object) -> dict:
+    def config(self, **overrides: object) -> dict[str, t.Any]:
         """Return a tap config that points at this sandbox."""
         return {
             "client_id": self.client_id,
@@ -366,7 +367,7 @@ def _render_page(  # noqa: PLR0913, PLR0917
 ) -> bytes:
     listing = sandbox.listing(since_us)
     files = [sandbox.dataset.file(i).to_api() for i in listing[offset : offset + limit]]
-    body: dict = {"files": files}
+    body: dict[str, t.Any] = {"files": files}
     if include_total:
         body["total"] = len(listing) if total_override is None else total_override
     return json.dumps(body, ensure_ascii=False).encode()
@@ -412,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def sandbox(self) -> Sandbox:
-        return self.server.sandbox  # type: ignore[attr-defined]
+        return t.cast("Sandbox", self.server.sandbox)  # type: ignore[attr-defined]
 
     def log_message(self, *_: object) -> None:  # quiet: the request log says it all
         pass
@@ -450,7 +451,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(401, {"error": "invalid_client"}, path, logged)
             return
         token, ttl = self.sandbox.issue_token()
-        answer: dict = {"access_token": token, "token_type": "Bearer"}
+        answer: dict[str, t.Any] = {"access_token": token, "token_type": "Bearer"}
         if ttl:
             answer["expires_in"] = ttl
         self._json(200, answer, path, logged)
@@ -480,7 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _rate_limited(self, path: str, params: dict) -> bool:
+    def _rate_limited(self, path: str, params: dict[str, t.Any]) -> bool:
         """Answer 429 if the client is over the rate limit; return whether it was."""
         wait = self.sandbox.over_rate_limit()
         if wait is None:
@@ -489,7 +490,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(429, error, path, params, {"Retry-After": str(wait)})
         return True
 
-    def _answer_page(self, path: str, params: dict) -> None:
+    def _answer_page(self, path: str, params: dict[str, t.Any]) -> None:
         if (fault := self.sandbox.take_fault("files")) and self._apply(
             fault, path, params
         ):
@@ -518,7 +519,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, self.sandbox.page(offset, limit, since_us), path, params)
 
-    def _apply(self, fault: Fault, path: str, params: dict | None = None) -> bool:
+    def _apply(
+        self, fault: Fault, path: str, params: dict[str, t.Any] | None = None
+    ) -> bool:
         """Apply `fault`; return True when it answered the request itself."""
         params = params or {}
         if fault.kind == "slow":
@@ -532,7 +535,7 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return False
 
-    def _answer_with(self, fault: Fault, path: str, params: dict) -> None:
+    def _answer_with(self, fault: Fault, path: str, params: dict[str, t.Any]) -> None:
         """Answer the request as `fault` says, instead of as the API would."""
         answer = getattr(self, f"_answer_{fault.kind}", None)
         if answer is None:
@@ -540,21 +543,23 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError(msg)
         answer(fault, path, params)
 
-    def _answer_status(self, fault: Fault, path: str, params: dict) -> None:
+    def _answer_status(self, fault: Fault, path: str, params: dict[str, t.Any]) -> None:
         headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
         error = {"error": "sandbox_fault", "message": f"injected {fault.status}"}
         self._json(fault.status, error, path, params, headers)
 
-    def _answer_malformed(self, fault: Fault, path: str, params: dict) -> None:
+    def _answer_malformed(
+        self, fault: Fault, path: str, params: dict[str, t.Any]
+    ) -> None:
         body = MALFORMED_BODIES[fault.body] if fault.content is None else fault.content
         self._send(200, body, path, params)
 
-    def _answer_gzip(self, fault: Fault, path: str, params: dict) -> None:
+    def _answer_gzip(self, fault: Fault, path: str, params: dict[str, t.Any]) -> None:
         self._send(
             200, fault.content or b"", path, params, {"Content-Encoding": "gzip"}
         )
 
-    def _answer_reset(self, _fault: Fault, path: str, params: dict) -> None:
+    def _answer_reset(self, _fault: Fault, path: str, params: dict[str, t.Any]) -> None:
         self._log(path, params, 0)
         # SO_LINGER 0 makes close() send a TCP reset, as a crashed proxy does.
         self.connection.setsockopt(
@@ -562,7 +567,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self.close_connection = True
 
-    def _answer_truncate(self, _fault: Fault, path: str, params: dict) -> None:
+    def _answer_truncate(
+        self, _fault: Fault, path: str, params: dict[str, t.Any]
+    ) -> None:
         self._log(path, params, 200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -571,11 +578,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b'{"files": [')
         self.close_connection = True
 
-    def _answer_redirect(self, fault: Fault, path: str, params: dict) -> None:
+    def _answer_redirect(
+        self, fault: Fault, path: str, params: dict[str, t.Any]
+    ) -> None:
         headers = {"Location": f"{fault.location}{self.path}"}
         self._json(fault.status, {"moved": True}, path, params, headers)
 
-    def _answer_echo(self, fault: Fault, path: str, params: dict) -> None:
+    def _answer_echo(self, fault: Fault, path: str, params: dict[str, t.Any]) -> None:
         """Answer `status`, quoting every credential the request carried."""
         credentials = " ".join(
             filter(None, [self.headers.get("Authorization"), self._form_secret()])
@@ -593,7 +602,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _answer_drip(self, fault: Fault, path: str, params: dict) -> None:
+    def _answer_drip(self, fault: Fault, path: str, params: dict[str, t.Any]) -> None:
         """Answer an empty page one byte every `delay` seconds, headers included."""
         self._log(path, params, 200)
         body = json.dumps({"files": [], "total": 0}).encode()
@@ -613,10 +622,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(
         self,
         status: int,
-        body: dict,
+        body: dict[str, t.Any],
         path: str,
-        params: dict,
-        headers: dict | None = None,
+        params: dict[str, t.Any],
+        headers: dict[str, t.Any] | None = None,
     ) -> None:
         self._send(status, json.dumps(body).encode(), path, params, headers)
 
@@ -625,8 +634,8 @@ class _Handler(BaseHTTPRequestHandler):
         status: int,
         body: bytes,
         path: str,
-        params: dict,
-        headers: dict | None = None,
+        params: dict[str, t.Any],
+        headers: dict[str, t.Any] | None = None,
     ) -> None:
         self._log(path, params, status)
         self.send_response(status)
@@ -637,7 +646,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _log(self, path: str, params: dict, status: int) -> None:
+    def _log(self, path: str, params: dict[str, t.Any], status: int) -> None:
         logged = LoggedRequest(
             self.command,
             path,
