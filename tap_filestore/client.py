@@ -56,7 +56,6 @@ RETRYABLE_EXCEPTIONS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
-#: One for the process: the metrics logger is shared by every stream.
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
 

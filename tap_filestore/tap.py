@@ -305,9 +305,14 @@ def prepare_process() -> None:
     when a `TapFileStore` is built (which binds SIGTERM and SIGINT, since the
     SDK's constructor binds them to a handler that exits 0).
     """
+    prepare_logging()
+    sys.excepthook = _report_error
+
+
+def prepare_logging() -> None:
+    """Mask secrets in every log record and quiet the SDK's noisy lines."""
     redact.install()
     install_log_filters(f"tap-filestore.{FilesStream.name}")
-    sys.excepthook = _report_error
 
 
 def _read_text(path: Path) -> str:

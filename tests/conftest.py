@@ -17,12 +17,9 @@ from typing import TYPE_CHECKING
 import backoff._sync
 import pytest
 
-from tap_filestore import redact
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.sandbox.server import CLIENT_SECRET
-from tap_filestore.sdk_private import install_log_filters
-from tap_filestore.streams import FilesStream
-from tap_filestore.tap import TapFileStore
+from tap_filestore.tap import TapFileStore, prepare_logging
 from tap_filestore.timestamps import format_instant
 from tests.leaks import CHILD_OUTPUTS, leaked
 from tests.meltano_cli import require_plugin, unavailable
@@ -201,11 +198,10 @@ class SkippingClock:
 def _process_as_the_cli_prepares_it() -> None:
     """Mask secrets and quiet the SDK in-process, as `tap.prepare_process` does.
 
-    Signal handlers and the excepthook stay pytest's: the tests that need them
-    run the tap as a child process.
+    The excepthook stays pytest's: the tests that need the tap's run it as a
+    child process.
     """
-    redact.install()
-    install_log_filters(f"tap-filestore.{FilesStream.name}")
+    prepare_logging()
 
 
 @pytest.fixture(scope="session", autouse=True)

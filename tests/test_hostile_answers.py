@@ -67,38 +67,41 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return cert, key
 
 
-def test_an_unverified_certificate_is_one_line_and_nothing_is_sent(
-    tmp_path: Path, certificate: tuple[str, str]
-) -> None:
+def sync_over_tls(
+    certificate: tuple[str, str], tmp_path: Path, ca_bundle: str
+) -> tuple[subprocess.CompletedProcess[str], Sandbox]:
+    """Run the tap against an https sandbox, trusting `ca_bundle` ("": none)."""
     with Sandbox(250, certificate=certificate) as api:
         run = run_cli(
             config=api.config(**QUICK),
             tmp_path=tmp_path,
-            env={"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""},
+            env={"REQUESTS_CA_BUNDLE": ca_bundle, "CURL_CA_BUNDLE": ""},
         )
+    return run, api
 
-        assert run.returncode == 1
-        errors = error_lines(run.stderr)
-        assert len(errors) == 1, errors
-        host = api.base_url.removeprefix("https://")
-        assert f"The TLS certificate of {host} failed verification" in errors[0]
-        assert "certificate verify failed" in errors[0]
-        assert "REQUESTS_CA_BUNDLE" in errors[0]
-        assert "Traceback" not in run.stderr
-        # One handshake, not retried, and no request (no secret) reached it.
-        assert api.connections == 1
-        assert api.requests == []
+
+def test_an_unverified_certificate_is_one_line_and_nothing_is_sent(
+    tmp_path: Path, certificate: tuple[str, str]
+) -> None:
+    run, api = sync_over_tls(certificate, tmp_path, ca_bundle="")
+
+    assert run.returncode == 1
+    errors = error_lines(run.stderr)
+    assert len(errors) == 1, errors
+    host = api.base_url.removeprefix("https://")
+    assert f"The TLS certificate of {host} failed verification" in errors[0]
+    assert "certificate verify failed" in errors[0]
+    assert "REQUESTS_CA_BUNDLE" in errors[0]
+    assert "Traceback" not in run.stderr
+    # One handshake, not retried, and no request (no secret) reached it.
+    assert api.connections == 1
+    assert api.requests == []
 
 
 def test_a_private_ca_is_trusted_through_requests_ca_bundle(
     tmp_path: Path, certificate: tuple[str, str]
 ) -> None:
-    with Sandbox(250, certificate=certificate) as api:
-        run = run_cli(
-            config=api.config(**QUICK),
-            tmp_path=tmp_path,
-            env={"REQUESTS_CA_BUNDLE": certificate[0]},
-        )
+    run, _ = sync_over_tls(certificate, tmp_path, ca_bundle=certificate[0])
 
     assert run.returncode == 0, run.stderr
     records = [json.loads(line) for line in run.stdout.splitlines()]

@@ -109,11 +109,24 @@ def test_a_listing_that_ends_short_of_its_total_fails_instead_of_succeeding(
 
 @pytest.mark.parametrize("in_flight", [1, 16])
 @pytest.mark.parametrize("with_total", [True, False])
-def test_an_api_that_caps_its_pages_is_read_to_the_end_each_file_once(
-    caplog: pytest.LogCaptureFixture, in_flight: int, *, with_total: bool
+@pytest.mark.parametrize(
+    "quirk",
+    [
+        ("serve_at_most", 40, "serves at most 40 files a page"),  # a cap
+        ("serve_at_least", 150, "serves 150 files a page"),  # more than asked
+    ],
+    ids=["cap", "overshoot"],
+)
+def test_an_api_that_serves_its_own_page_size_gives_every_file_once(
+    caplog: pytest.LogCaptureFixture,
+    quirk: tuple[str, int, str],
+    in_flight: int,
+    *,
+    with_total: bool,
 ) -> None:
+    attribute, served, said = quirk
     with Sandbox(1000, include_total=with_total) as api:
-        api.serve_at_most = 40
+        setattr(api, attribute, served)
         api.latency = 0.005  # slow enough to fetch ahead
         config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": in_flight})
 
@@ -125,28 +138,9 @@ def test_an_api_that_caps_its_pages_is_read_to_the_end_each_file_once(
     assert len(result.ids) == 1000
     # Offsets follow what each page held; only a listing without `total`
     # pays one more request, to confirm its end.
-    pages = [(offset, 100) for offset in range(0, 1000, 40)]
+    pages = [(offset, 100) for offset in range(0, 1000, served)]
     assert requested == (pages if with_total else [*pages, (1000, 100)])
-    assert caplog.text.count("serves at most 40 files a page") == 1
-
-
-@pytest.mark.parametrize("in_flight", [1, 16])
-@pytest.mark.parametrize("with_total", [True, False])
-def test_an_api_that_serves_more_than_asked_gives_each_file_once(
-    in_flight: int, *, with_total: bool
-) -> None:
-    with Sandbox(1000, include_total=with_total) as api:
-        api.serve_at_least = 150
-        api.latency = 0.005
-        config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": in_flight})
-
-        result = sync(config)
-        requested = sorted(offsets(api))
-
-    assert sorted(result.ids) == sorted(expected_records(api))
-    assert len(result.ids) == 1000
-    pages = [(offset, 100) for offset in range(0, 1000, 150)]
-    assert requested == (pages if with_total else [*pages, (1000, 100)])
+    assert caplog.text.count(said) == 1
 
 
 @pytest.mark.parametrize("in_flight", [1, 16])
