@@ -8,19 +8,15 @@ import typing as t
 from datetime import datetime, timezone
 from http import HTTPStatus
 
-from requests.hooks import default_hooks
+import requests
 from singer_sdk.authenticators import OAuthAuthenticator
-from singer_sdk.exceptions import RetriableAPIError
 from typing_extensions import override
 
 from tap_filestore.errors import AuthenticationError
 from tap_filestore.redact import add_secret
-from tap_filestore.session import GuardedSession
 
 if t.TYPE_CHECKING:
-    import requests
-
-    from tap_filestore.pacing import Pacer
+    from collections.abc import Callable
 
 #: Lifetime assumed when the token endpoint sends no `expires_in`.
 DEFAULT_TOKEN_LIFETIME_S = 3600
@@ -33,21 +29,19 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
     """One token per lifetime for the whole tap, renewed early or on a 401.
 
     Fills the SDK's gaps: the token endpoint's transient failures become
-    `RetriableAPIError` (so the stream's retry policy covers them), a rejected
-    client becomes one clear `AuthenticationError`, and a request answered 401
-    is sent once more with a fresh token.
+    `RetriableAPIError` (so the request path's retry policy covers them), a
+    rejected client becomes one clear `AuthenticationError`, and a token the
+    API refused (`refused`) is replaced on the next request.
     """
 
-    def __init__(  # noqa: PLR0913  (keyword-only, each named at the call)
+    def __init__(
         self,
         *,
         client_id: str,
         client_secret: str,
         token_url: str,
         scope: str | None,
-        timeout: float,
-        retryable_statuses: frozenset[int],
-        pacer: Pacer,
+        send: Callable[[requests.Request], requests.Response],
     ) -> None:
         """Create the authenticator; no token is fetched until the first request."""
         super().__init__(
@@ -57,14 +51,10 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
             oauth_scopes=scope,
             default_expiration=DEFAULT_TOKEN_LIFETIME_S,
         )
-        # Retries belong to the stream's policy, not urllib3's; the session
-        # bounds each token request by `timeout` in all.
-        self.token_session = GuardedSession(token_url, timeout, pacer)
-        self._timeout = timeout
-        #: Statuses of the token endpoint that the stream's retry policy retries.
-        self.retryable_statuses = retryable_statuses
+        #: Sends the token request through the request path, which retries
+        #: the answers it can retry (`RetriableAPIError`).
+        self._send = send
         self._lock = threading.Lock()
-        self.tokens_fetched = 0
 
     @property
     @override
@@ -91,18 +81,12 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
     def update_access_token(self) -> None:
         self.logger.info("Requesting a new access token from %s", self.auth_endpoint)
         requested_at = datetime.now(timezone.utc)
-        # Not followed: a redirect would carry the secret in its body elsewhere.
-        response = self.token_session.post(
-            self.auth_endpoint,
-            data=self.oauth_request_payload,
-            timeout=self._timeout,
-            allow_redirects=False,
+        payload = self.oauth_request_payload
+        response = self._send(
+            requests.Request("POST", self.auth_endpoint, data=payload)
         )
         status = response.status_code
         endpoint = f"The token endpoint {self.auth_endpoint}"
-        if status in self.retryable_statuses:
-            msg = f"token endpoint {self.auth_endpoint} answered {status}"
-            raise RetriableAPIError(msg, response)
         if response.is_redirect:
             msg = (
                 f"{endpoint} redirected ({status}) to "
@@ -125,7 +109,6 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         self.access_token = token
         self.expires_in = expires_in
         self.last_refreshed = requested_at
-        self.tokens_fetched += 1
 
     def _read_token_answer(self, response: requests.Response) -> tuple[str, int | None]:
         """Return the token and its lifetime (None: unknown) from a 2xx answer."""
@@ -167,51 +150,21 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
     def authenticate_request(
         self, request: requests.PreparedRequest
     ) -> requests.PreparedRequest:
-        self._set_bearer(request)
-        if self._resend_on_401 not in request.hooks["response"]:
-            request.register_hook("response", self._resend_on_401)  # type: ignore[no-untyped-call]
-        return request
-
-    def _set_bearer(self, request: requests.PreparedRequest) -> None:
         with self._lock:
             if not self.is_token_valid():
                 self.update_access_token()
             request.headers["Authorization"] = f"Bearer {self.access_token}"
+        return request
 
-    def _resend_on_401(
-        self, response: requests.Response, **send_kwargs: t.Any
-    ) -> requests.Response:
-        """Send a request answered 401 once more, with a fresh token.
+    def refused(self, request: requests.PreparedRequest) -> None:
+        """Forget the token the API refused (401) on `request`, if still current.
 
         The SDK treats a 401 as fatal; a token revoked or expired early is not.
         """
-        if response.status_code != HTTPStatus.UNAUTHORIZED:
-            return response
-        if "Authorization" not in response.request.headers:
-            # Answered by a redirect target of another origin, which never had
-            # the token: no reason to hand it one.
-            return response
         with self._lock:
-            if response.request.headers.get("Authorization") == (
-                f"Bearer {self.access_token}"
-            ):
+            sent = request.headers.get("Authorization")
+            if sent == f"Bearer {self.access_token}":
                 self.access_token = None
-        self.logger.info("The API answered 401: fetching a new token and retrying")
-        response.close()
-        retry = response.request.copy()
-        retry.hooks = default_hooks()
-        # Sent by the adapter, not the session: pace it here, after taking
-        # a token (fetching one is a paced request of its own), and again if
-        # a short-lived token expired while the request waited.
-        while True:
-            self._set_bearer(retry)
-            self.token_session.pacer.wait()
-            if self.is_token_valid():
-                break
-        answer = response.connection.send(retry, **send_kwargs)
-        answer.history.append(response)
-        answer.request = retry
-        return answer
 
 
 def _oauth_error(response: requests.Response) -> str:

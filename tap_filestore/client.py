@@ -1,44 +1,44 @@
-"""The base stream: authentication, paging, retries and answer checks."""
+"""The request path: one owner sends every request and learns from the answers."""
 
 from __future__ import annotations
 
 import functools
-import os
+import logging
+import math
 import re
 import ssl
 import time
 import typing as t
 from email.utils import parsedate_to_datetime
+from functools import partial
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
-import backoff
 import requests
+from singer_sdk import metrics
 from singer_sdk.exceptions import RetriableAPIError
-from singer_sdk.streams import RESTStream
-from typing_extensions import override
 
+from tap_filestore import config
+from tap_filestore.auth import ClientCredentialsAuthenticator
 from tap_filestore.errors import (
     APIRequestError,
     AuthenticationError,
     CertificateError,
     RetriesExhaustedError,
 )
-from tap_filestore.pagination import FilesPaginator
+from tap_filestore.pacing import Pacer
 from tap_filestore.prefetch import PageFetcher
-from tap_filestore.progress import SyncProgress
+from tap_filestore.progress import PROGRESS_INTERVAL_S
 from tap_filestore.redact import redact
 from tap_filestore.session import GuardedSession, origin
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable
+    from collections.abc import Callable, Mapping
 
-    from backoff.types import Details
-    from singer_sdk.helpers.types import Context
+    from tap_filestore.pacing import Clock
+    from tap_filestore.pagination import FilesPaginator
 
-    from tap_filestore.auth import ClientCredentialsAuthenticator
-    from tap_filestore.output import BufferedMsgSpecWriter
-    from tap_filestore.tap import TapFileStore
+logger = logging.getLogger(__name__)
 
 #: The statuses retried, of page and token requests alike (the contract's list).
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -59,163 +59,204 @@ RETRYABLE_EXCEPTIONS = (
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
 
-class FileStoreStream(RESTStream[int]):
-    """A stream of the file-storage API: OAuth2, offset pages, contract retries."""
+#: Sends one prepared request (`allow_redirects` keyword) and returns the answer.
+Send: t.TypeAlias = "Callable[..., requests.Response]"
 
-    paginator: FilesPaginator | None = None
-    fetcher: PageFetcher | None = None
 
-    @property
-    @override
-    def url_base(self) -> str:
-        return str(self.config["base_url"]).rstrip("/")
+class FilesClient:
+    """Every request of the tap, page and token: paced, authenticated, retried, checked.
 
-    def __init__(self, tap: TapFileStore) -> None:
-        """Create the stream; it shares the tap's authenticator and writer."""
-        super().__init__(tap)
-        self._authenticator = tap.authenticator
-        #: Holds page and token requests to the rate limit and the API's pauses.
-        self.pacer = tap.pacer
-        #: Where the tap's messages wait to be written out.
-        self.writer = t.cast("BufferedMsgSpecWriter", tap.message_writer)
+    The feedback between the parts lives here: a 429 or 503 halves the pages
+    in flight, a 429 teaches the pacer a rate, a `Retry-After` pauses every
+    request, and a 401 re-authenticates and sends the request once more.
+    Pages after the current one are fetched ahead (`PageFetcher`).
 
-    @property
-    @override
+    Args:
+        settings: The tap's config (checked); the request path reads its own.
+        clock: What retries, the pacer and the pages in flight read and sleep on.
+        send: Sends a request over the network; the session's by default.
+    """
+
+    def __init__(
+        self,
+        settings: Mapping[str, t.Any],
+        *,
+        clock: Clock = time,
+        send: Send | None = None,
+    ) -> None:
+        """Create the client; nothing is sent until a page is asked for."""
+        self.settings = settings
+        self.clock = clock
+        self._timeout = float(settings["request_timeout"])
+        self._max_retries = int(settings["max_retries"])
+        self._transport = send
+        self._fetcher: PageFetcher | None = None
+        self._next_metric_at = -math.inf
+        #: Requests (tries) and retries of the current listing.
+        self.requests = 0
+        self.retries = 0
+
+    @functools.cached_property
+    def session(self) -> GuardedSession:
+        """The HTTP session: deadlines, credentials kept home, bodies capped."""
+        return GuardedSession(config.base_url(self.settings), self._timeout)
+
+    @functools.cached_property
+    def pacer(self) -> Pacer:
+        """Holds every request to the rate allowed, and to the API's pauses."""
+        per_second = self.settings.get("max_requests_per_second")
+        return Pacer(float(per_second) if per_second else None, clock=self.clock)
+
+    @functools.cached_property
     def authenticator(self) -> ClientCredentialsAuthenticator:
-        return self._authenticator
+        """The one token of the tap, fetched through this client."""
+        settings = self.settings
+        return ClientCredentialsAuthenticator(
+            client_id=str(settings["client_id"]),
+            client_secret=str(settings["client_secret"]),
+            token_url=config.token_url(settings),
+            scope=settings.get("scope"),
+            send=self._send_token,
+        )
 
-    @property
-    @override
-    def timeout(self) -> float:  # type: ignore[override]
-        return float(self.config["request_timeout"])
+    def fetch(
+        self,
+        request: requests.PreparedRequest,
+        paginator: FilesPaginator,
+        request_at: Callable[[int], requests.PreparedRequest],
+    ) -> requests.Response:
+        """Return the answer to the page request at the paginator's offset.
 
-    @functools.cached_property
-    @override
-    def requests_session(self) -> requests.Session:
-        session = GuardedSession(self.url_base, self.timeout, self.pacer)
-        # requests scans os.environ for proxy settings on every request;
-        # resolve them once for the API host instead.
-        session.proxies.update(requests.utils.get_environ_proxies(self.url_base))
-        session.verify = _ca_bundle_from_environment() or session.verify
-        session.trust_env = False
-        return session
+        The pages after it are requested ahead, built by `request_at(offset)`.
+        """
+        width = int(self.settings["max_concurrent_requests"])
+        if self._fetcher is None:
+            self.requests = self.retries = 0
+            self._fetcher = PageFetcher(self._with_retries, width, self.clock)
+        response = self._fetcher.fetch(request, paginator.current_value)
+        offsets = paginator.offsets_after(paginator.page(response), most=width)
+        self._fetcher.fetch_ahead(offsets, request_at)
+        return response
 
-    @property
-    def page_size(self) -> int:
-        """Files asked for per page (`limit`)."""
-        return int(self.config["page_size"])
+    def close(self) -> None:
+        """End the listing: pages fetched ahead that nobody asked for are dropped."""
+        if self._fetcher is not None:
+            self._fetcher.close()
+            self._fetcher = None
 
-    @functools.cached_property
-    def progress(self) -> SyncProgress:
-        """Counters of this sync, logged as progress and summary lines."""
-        return SyncProgress(self.logger, self.name)
-
-    @override
-    def build_prepared_request(
-        self, *args: t.Any, **kwargs: t.Any
-    ) -> requests.PreparedRequest:
-        # Unlike the SDK, leave authentication to `_request`: it runs inside the
-        # retry loop, so a failing token endpoint is retried like any request.
-        request = requests.Request(*args, **kwargs)
-        request.headers.setdefault("User-Agent", self.user_agent)
-        return self.requests_session.prepare_request(request)
-
-    @override
-    def get_new_paginator(self) -> FilesPaginator:
-        self.paginator = FilesPaginator(self.page_size)
-        return self.paginator
-
-    @override
-    def get_url_params(
-        self, context: Context | None, next_page_token: int | None
-    ) -> dict[str, t.Any]:
-        return {"offset": next_page_token or 0, "limit": self.page_size}
-
-    @override
-    def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
-        page = t.cast("FilesPaginator", self.paginator).page(response)
-        self.progress.page_received(len(page.files), page.total)
-        return page.files
-
-    @override
-    def validate_response(self, response: requests.Response) -> None:
-        status = response.status_code
-        if status < HTTPStatus.BAD_REQUEST:
-            return
-        if status in RETRYABLE_STATUSES:
-            raise RetriableAPIError(redact(f"{status} {response.reason}"), response)
-        where = f"{response.request.method} {_path(response)}"
-        if status == HTTPStatus.UNAUTHORIZED:
-            if "Authorization" not in response.request.headers:
-                msg = (
-                    f"{where} was redirected to {response.url} and refused there "
-                    "(401): the tap sends the access token only to base_url's "
-                    "origin. Set base_url to the address the API redirects to, "
-                    "if you trust it."
-                )
-            else:
-                msg = (
-                    f"{where} was refused (401) even with a freshly issued token "
-                    f"({_api_error_text(response)}): the client is not allowed to "
-                    "read files. Check its grants and scope."
-                )
-            raise AuthenticationError(msg)
-        msg = f"{where} failed: {status} {response.reason}: {_api_error_text(response)}"
-        raise APIRequestError(msg)
-
-    @override
-    def request_decorator(
-        self, func: Callable[..., requests.Response]
-    ) -> Callable[..., requests.Response]:
-        def attempt(*args: t.Any, **kwargs: t.Any) -> requests.Response:
-            self.progress.requests += 1
-            return func(*args, **kwargs)
-
-        with_retries = backoff.on_exception(
-            self.backoff_wait_generator,
-            RETRYABLE_EXCEPTIONS,
-            max_tries=self.backoff_max_tries,
-            on_backoff=self.backoff_handler,
-            jitter=None,
-            logger=None,
-            giveup=lambda exc: certificate_failure(exc) is not None,
-        )(attempt)
-
-        def send(prepared_request: requests.PreparedRequest) -> requests.Response:
+    def _with_retries(self, request: requests.PreparedRequest) -> requests.Response:
+        """Send a page request until it is answered, or the retries run out."""
+        retry = 0
+        while True:
             try:
-                return with_retries(prepared_request, None)
-            except RETRYABLE_EXCEPTIONS as exc:
+                return self._attempt(request)
+            except RETRYABLE_EXCEPTIONS as exc:  # noqa: PERF203  (one per try)
                 if (failure := certificate_failure(exc)) is not None:
                     raise CertificateError(_untrusted(exc, failure)) from None
-                raise RetriesExhaustedError(
-                    self._exhausted(prepared_request, exc)
-                ) from None
+                if retry == self._max_retries:
+                    raise RetriesExhaustedError(self._exhausted(request, exc)) from None
+                retry += 1
+                self.clock.sleep(self._before_retry(retry, exc))
 
-        fetcher = PageFetcher(send, int(self.config["max_concurrent_requests"]))
-        self.fetcher = fetcher
+    def _attempt(self, request: requests.PreparedRequest) -> requests.Response:
+        """Send a page request once (twice after a 401) and check the answer."""
+        self.requests += 1
+        self.authenticator.authenticate_request(request)
+        response = self._send(request, allow_redirects=True)
+        if (
+            response.status_code == HTTPStatus.UNAUTHORIZED
+            and "Authorization" in response.request.headers
+        ):
+            # A token revoked or expired early: one more try with a fresh one.
+            # (Answered by a redirect target of another origin, which never
+            # had the token, there is no reason to hand it one.)
+            logger.info("The API answered 401: fetching a new token and retrying")
+            self.authenticator.refused(request)
+            response.close()
+            self.authenticator.authenticate_request(request)
+            response = self._send(request, allow_redirects=True)
+        _check(response)
+        return response
 
-        @functools.wraps(func)
-        def request(
-            prepared_request: requests.PreparedRequest, context: Context | None
-        ) -> requests.Response:
-            paginator = t.cast("FilesPaginator", self.paginator)
-            response = fetcher.fetch(prepared_request, paginator.current_value)
-            page = paginator.page(response)
-            fetcher.fetch_ahead(
-                page,
-                paginator.known_total(page),
-                lambda offset: self.prepare_request(context, next_page_token=offset),
+    def _send_token(self, request: requests.Request) -> requests.Response:
+        """Send a token request (a redirect would carry the secret elsewhere)."""
+        prepared = self.session.prepare_request(request)
+        response = self._send(prepared, allow_redirects=False)
+        if response.status_code in RETRYABLE_STATUSES:
+            msg = f"token endpoint {request.url} answered {response.status_code}"
+            raise RetriableAPIError(msg, response)
+        return response
+
+    def _send(
+        self, request: requests.PreparedRequest, *, allow_redirects: bool
+    ) -> requests.Response:
+        """Send a request when the pacer lets it go; count what the API accepted."""
+        self.pacer.wait()
+        send = self._transport or partial(self.session.send, timeout=self._timeout)
+        response = send(request, allow_redirects=allow_redirects)
+        if (now := self.clock.monotonic()) >= self._next_metric_at:
+            # The SDK logs one a request: 10,000 lines for a million files.
+            self._next_metric_at = now + PROGRESS_INTERVAL_S
+            _log_request_duration(request, response)
+        if response.status_code != HTTPStatus.TOO_MANY_REQUESTS:
+            self.pacer.accepted(response.elapsed.total_seconds())
+        return response
+
+    def _before_retry(self, retry: int, exc: BaseException) -> float:
+        """Learn from a failed try; return the seconds to wait before `retry`.
+
+        Retry n waits `backoff_factor ** n` seconds, or what `Retry-After` asks
+        for if longer. A 429 or 503 halves the pages in flight; a 429 teaches
+        the pacer a rate; a `Retry-After` on either holds every request.
+        """
+        self.retries += 1
+        response = getattr(exc, "response", None)
+        hint = None if response is None else self._retry_after(response)
+        if response is not None and response.status_code in STRAIN_STATUSES:
+            if self._fetcher is not None:
+                self._fetcher.strained(f"{response.status_code} {response.reason}")
+            if response.status_code == HTTPStatus.TOO_MANY_REQUESTS:
+                self.pacer.rate_limited(response.elapsed.total_seconds())
+            if hint:
+                # Every request waits, not only the one that was told to.
+                self.pacer.pause(hint)
+        wait = max(float(self.settings["backoff_factor"]) ** retry, hint or 0.0)
+        logger.info(
+            "Retry %d of %d in %.1f s after %s",
+            retry,
+            self._max_retries,
+            wait,
+            _describe(exc),
+        )
+        return wait
+
+    def _retry_after(self, response: requests.Response) -> float | None:
+        """Return the seconds `Retry-After` asks for, at most `MAX_RETRY_AFTER_S`.
+
+        It may be delta-seconds or an HTTP date; None if it asks for no wait.
+        """
+        value = (response.headers.get("Retry-After") or "").strip()
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                seconds = parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):
+                return None
+        if seconds <= 0:
+            return None
+        if seconds > MAX_RETRY_AFTER_S:
+            logger.warning(
+                "Retry-After asks for %s s; waiting %.0f s instead",
+                value,
+                MAX_RETRY_AFTER_S,
             )
-            return response
+        return min(seconds, MAX_RETRY_AFTER_S)
 
-        return request
-
-    def _exhausted(
-        self, page_request: requests.PreparedRequest, exc: BaseException
-    ) -> str:
+    def _exhausted(self, request: requests.PreparedRequest, exc: BaseException) -> str:
         """Say which request failed after every retry, and what to check."""
-        attempts = self.backoff_max_tries()
-        token_url = self.authenticator.auth_endpoint
+        attempts = self._max_retries + 1
+        token_url = config.token_url(self.settings)
         if _same_endpoint(_failed_url(exc), token_url):
             return (
                 f"The token endpoint {token_url} (host {urlsplit(token_url).netloc}) "
@@ -224,85 +265,53 @@ class FileStoreStream(RESTStream[int]):
                 "raise max_retries."
             )
         return (
-            f"{page_request.method} {page_request.path_url} failed "
+            f"{request.method} {request.path_url} failed "
             f"after {attempts} attempts: {_describe(exc)}. The API is "
             "unreachable or overloaded: check base_url and try again later, "
             "or raise max_retries."
         )
 
-    @override
-    def backoff_max_tries(self) -> int:
-        # The SDK counts tries; the contract counts retries after the first try.
-        return int(self.config["max_retries"]) + 1
 
-    @override
-    def backoff_wait_generator(self) -> Generator[float, t.Any, None]:
-        factor = float(self.config["backoff_factor"])
-        exception = yield 0.0
-        retry = 0
-        while True:
-            retry += 1
-            wait = factor**retry
-            hint = self._retry_after(exception)
-            exception = yield max(wait, hint or 0.0)
+def _log_request_duration(
+    request: requests.PreparedRequest, response: requests.Response
+) -> None:
+    """Log the SDK's `http_request_duration` METRIC for one request."""
+    status = metrics.Status.SUCCEEDED if response.ok else metrics.Status.FAILED
+    tags: dict[str, t.Any] = {
+        metrics.Tag.ENDPOINT: urlsplit(request.url).path,
+        metrics.Tag.HTTP_STATUS_CODE: response.status_code,
+        metrics.Tag.STATUS: status,
+    }
+    duration = response.elapsed.total_seconds()
+    point = metrics.Point("timer", metrics.Metric.HTTP_REQUEST_DURATION, duration, tags)
+    metrics.log(metrics.get_metrics_logger(), point)
 
-    @override
-    def backoff_handler(self, details: Details) -> None:
-        self.progress.retries += 1
-        exception = details["exception"]
-        response = getattr(exception, "response", None)
-        if response is not None and response.status_code in STRAIN_STATUSES:
-            if self.fetcher:
-                self.fetcher.strained(f"{response.status_code} {response.reason}")
-            if response.status_code == HTTPStatus.TOO_MANY_REQUESTS:
-                self.pacer.rate_limited(response.elapsed.total_seconds())
-            if hint := _retry_after_hint(response):
-                # Every request waits, not only the one that was told to.
-                self.pacer.pause(hint)
-        self.logger.info(
-            "Retry %d of %d in %.1f s after %s",
-            details["tries"],
-            self.backoff_max_tries() - 1,
-            details["wait"],
-            _describe(exception),
-        )
 
-    def _retry_after(self, exception: BaseException | None) -> float | None:
-        """Return the wait a `Retry-After` header asks for, if a usable one."""
-        response = getattr(exception, "response", None)
-        seconds = None if response is None else _retry_after_hint(response)
-        if seconds == MAX_RETRY_AFTER_S:
-            self.logger.warning(
-                "Retry-After asks for %s s; waiting %.0f s instead",
-                response.headers["Retry-After"],  # type: ignore[union-attr]
-                MAX_RETRY_AFTER_S,
+def _check(response: requests.Response) -> None:
+    """Classify an answer: retryable (raise `RetriableAPIError`), fatal, or fine."""
+    status = response.status_code
+    if status < HTTPStatus.BAD_REQUEST:
+        return
+    if status in RETRYABLE_STATUSES:
+        raise RetriableAPIError(redact(f"{status} {response.reason}"), response)
+    where = f"{response.request.method} {_path(response)}"
+    if status == HTTPStatus.UNAUTHORIZED:
+        if "Authorization" not in response.request.headers:
+            msg = (
+                f"{where} was redirected to {response.url} and refused there "
+                "(401): the tap sends the access token only to base_url's "
+                "origin. Set base_url to the address the API redirects to, "
+                "if you trust it."
             )
-        return seconds
-
-
-def _retry_after_hint(response: requests.Response) -> float | None:
-    """Return the seconds `Retry-After` asks for, at most `MAX_RETRY_AFTER_S`."""
-    value = response.headers.get("Retry-After")
-    seconds = _parse_retry_after(value.strip()) if value else None
-    if seconds is None or seconds <= 0:
-        return None
-    return min(seconds, MAX_RETRY_AFTER_S)
-
-
-def _ca_bundle_from_environment() -> str | None:
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-
-
-def _parse_retry_after(value: str) -> float | None:
-    """Read `Retry-After` as delta-seconds or an HTTP date; None if neither."""
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError):
-        return None
+        else:
+            msg = (
+                f"{where} was refused (401) even with a freshly issued token "
+                f"({_api_error_text(response)}): the client is not allowed to "
+                "read files. Check its grants and scope."
+            )
+        raise AuthenticationError(msg)
+    msg = f"{where} failed: {status} {response.reason}: {_api_error_text(response)}"
+    raise APIRequestError(msg)
 
 
 def _path(response: requests.Response) -> str:

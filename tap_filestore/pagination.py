@@ -159,6 +159,20 @@ class FilesPaginator(OffsetPaginator):
             self.page_size,
         )
 
+    def offsets_after(self, page: Page, most: int) -> list[int]:
+        """Return the offsets of up to `most` pages after `page`, if `total` says.
+
+        They are planned on the page's length (the API decides its page size);
+        after a page shorter than the one before, which may be the end whatever
+        `total` says, only the next one.
+        """
+        total = self.known_total(page)
+        if total is None or not page.files:
+            return []
+        shrank = len(page.files) < (self._served_before or 0)
+        later = range(page.end, total, len(page.files))
+        return list(later[: 1 if shrank else most])
+
     def known_total(self, page: Page) -> int | None:
         """Return the `total` that decides the end, if the API sends a true one."""
         return page.total if self._total_is_true else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import typing as t
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ if t.TYPE_CHECKING:
 
     import requests
 
-    from tap_filestore.pagination import Page
+    from tap_filestore.pacing import Clock
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +94,9 @@ class PageFetcher:
     Once a page says how many files there are (`total`), the pages after it are
     independent: the next `max_concurrent_requests` of them are requested in a
     pool while the caller emits the current one, at most `width` (see `Width`)
-    on the wire at once. Their offsets are planned on the length of the page
-    just received (the API decides its page size); a page of another length
-    re-plans from its true end, and pages off the new plan, or past the end
-    of the listing, are dropped before they go on the wire. Records still come
+    on the wire at once. The paginator plans their offsets after each page
+    (`fetch_ahead`); pages off the new plan, or past the end of the listing,
+    are dropped before they go on the wire. Records still come
     out in order, since the caller asks for offsets in order, and at most
     `max_concurrent_requests` pages wait in memory. Without `total`, pages are
     fetched one at a time.
@@ -116,14 +114,15 @@ class PageFetcher:
         self,
         send: Callable[[requests.PreparedRequest], requests.Response],
         width: int,
+        clock: Clock,
     ) -> None:
         """Fetch with `send` (retries included), at most `width` requests at once."""
         self._send = send
+        self._clock = clock
         self.width = Width(width)
         self._pool = ThreadPoolExecutor(width, "prefetch") if width > 1 else None
         self._ahead: dict[int, _Queued] = {}
         self._plan: list[int] = []
-        self._stride = 0
         self._lock = threading.Lock()
         self._wire = threading.Condition(self._lock)
         self._on_wire = 0
@@ -144,30 +143,17 @@ class PageFetcher:
         return response
 
     def fetch_ahead(
-        self,
-        page: Page,
-        total: int | None,
-        request_at: Callable[[int], requests.PreparedRequest],
+        self, offsets: list[int], request_at: Callable[[int], requests.PreparedRequest]
     ) -> None:
-        """Plan the pages after `page` on its length; request those not in flight.
-
-        A page shorter than the one before may be the end, whatever `total`
-        says: only the page after it is planned, until a page shows the
-        length to plan on again.
+        """Make `offsets` the plan: request those not in flight, drop the rest.
 
         Args:
-            page: The page just received.
-            total: The files the listing holds, if the API says (and is believed).
+            offsets: The next pages, in order (`FilesPaginator.offsets_after`).
             request_at: Builds the page request for an offset.
         """
         if self._pool is None:
             return
-        served, shrank = len(page.files), len(page.files) < self._stride
-        self._stride = served
-        plan: list[int] = []
-        if self._answers_slowly and total is not None and served:
-            later = range(page.end, total, served)
-            plan = list(later[: 1 if shrank else self.width.ceiling])
+        plan = offsets if self._answers_slowly else []
         with self._lock:
             self._plan = plan
             for offset in self._ahead.keys() - plan:
@@ -184,7 +170,7 @@ class PageFetcher:
         """Halve the pages in flight: the API said it is strained (429, 503)."""
         with self._lock:
             before = int(self.width)
-            if self._pool and self.width.shrink(time.monotonic()):
+            if self._pool and self.width.shrink(self._clock.monotonic()):
                 self._log_shrink(before, why)
 
     def close(self) -> None:
@@ -227,7 +213,7 @@ class PageFetcher:
                 self._on_wire -= 1
                 before = int(self.width)
                 if answer_s is not None and (
-                    why := self.width.answered(answer_s, time.monotonic())
+                    why := self.width.answered(answer_s, self._clock.monotonic())
                 ):
                     self._log_shrink(before, why)
                 self._wire.notify_all()

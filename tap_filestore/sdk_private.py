@@ -12,11 +12,9 @@ import logging
 import typing as t
 from datetime import datetime, timezone
 
-from singer_sdk import metrics
+from singer_sdk import Tap
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams import Stream
-
-from tap_filestore.progress import FewerRequestMetrics
 
 if t.TYPE_CHECKING:
     from collections.abc import Generator, Iterator
@@ -130,6 +128,18 @@ class DirectRecordMessages(Stream):
         )
 
 
+class SignalsLeftAlone(Tap):
+    """Keeps the SDK's constructor from binding SIGTERM and SIGINT.
+
+    `PluginBase._setup_signal_handlers` binds them to a handler that writes
+    STATE and exits 0, a false success, and does it in the process of anyone
+    who builds a tap: the command line binds the tap's own (`stopping`).
+    """
+
+    def _setup_signal_handlers(self) -> None:
+        return
+
+
 class _DropNullBookmarkWarnings(logging.Filter):
     """The SDK warns once per record with a null `modified_at`; those are expected."""
 
@@ -147,14 +157,12 @@ class _DropFailureNotice(logging.Filter):
 def install_log_filters(stream_logger: str) -> None:
     """Quiet the SDK log lines that match its message text (once per process).
 
-    Its null-bookmark warning (one a record), its failure notice before the
-    error's own line (on `stream_logger`), and all but one request-duration
-    METRIC per progress interval.
+    Its null-bookmark warning (one a record), and its failure notice before
+    the error's own line (on `stream_logger`).
     """
     loggers = (
         (logging.getLogger("singer_sdk"), _DropNullBookmarkWarnings),
         (logging.getLogger(stream_logger), _DropFailureNotice),
-        (metrics.get_metrics_logger(), FewerRequestMetrics),
     )
     for logger, kind in loggers:
         if not any(isinstance(known, kind) for known in logger.filters):

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
 import typing as t
 from contextlib import contextmanager, suppress
-from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import requests
@@ -32,8 +32,6 @@ if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
     from urllib3.response import BaseHTTPResponse
-
-    from tap_filestore.pacing import Pacer
 
 
 #: Connections kept alive per host: the most pages in flight at once.
@@ -255,15 +253,22 @@ class GuardedSession(requests.Session):
     Args:
         home: URL whose origin alone may receive the `Authorization` header.
         deadline: Seconds one request may take in all, redirects included.
-        pacer: Holds each request until it may go (not part of its deadline).
     """
 
-    def __init__(self, home: str, deadline: float, pacer: Pacer) -> None:
+    def __init__(self, home: str, deadline: float) -> None:
         """Create the session."""
         super().__init__()
         self.home = origin(home)
         self.deadline = deadline
-        self.pacer = pacer
+        # requests scans os.environ for proxies on every request: read them
+        # (for `home`) and the CA bundle once.
+        self.trust_env = False
+        self.proxies.update(requests.utils.get_environ_proxies(home))
+        self.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or True
+        )
         # One kept-alive connection for each page that may be in flight.
         adapter = _WatchedAdapter(pool_maxsize=MAX_CONNECTIONS)
         self.mount("https://", adapter)
@@ -271,22 +276,17 @@ class GuardedSession(requests.Session):
 
     @override
     def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> t.Any:
-        self.pacer.wait()
         if _current_watch() is not None:
-            # A redirect or a re-send within a request: same deadline.
-            response = super().send(request, **kwargs)
-        else:
-            with self._watched() as watch:
-                try:
-                    response = super().send(request, **kwargs)
-                except (requests.exceptions.RequestException, OSError) as exc:
-                    if not watch.expired:
-                        raise
-                    msg = f"no complete answer within {self.deadline:g} s"
-                    raise RequestDeadlineError(msg, request=request) from exc
-        if response.status_code != HTTPStatus.TOO_MANY_REQUESTS:
-            self.pacer.accepted(response.elapsed.total_seconds())
-        return response
+            # A redirect within a request: same deadline.
+            return super().send(request, **kwargs)
+        with self._watched() as watch:
+            try:
+                return super().send(request, **kwargs)
+            except (requests.exceptions.RequestException, OSError) as exc:
+                if not watch.expired:
+                    raise
+                msg = f"no complete answer within {self.deadline:g} s"
+                raise RequestDeadlineError(msg, request=request) from exc
 
     @override
     def rebuild_auth(

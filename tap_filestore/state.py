@@ -6,11 +6,33 @@ import json
 import logging
 import typing as t
 from datetime import datetime, timezone
+from pathlib import Path, PurePath
 
 from tap_filestore.errors import InvalidStateError
 from tap_filestore.timestamps import parse_instant
 
 logger = logging.getLogger(__name__)
+
+
+def load_state(state: object) -> object:
+    """Return the state a tap was given, read if it is a path, and checked.
+
+    Raises:
+        InvalidStateError: If the file cannot be read, or `check_state` fails.
+    """
+    if isinstance(state, (str, PurePath)):
+        path = Path(state)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            msg = (
+                f"Cannot read the state file {path}: {exc}. Pass a readable JSON file."
+            )
+            raise InvalidStateError(msg) from None
+        state = parse_state(text, str(path))
+    if state is not None:
+        check_state(state)
+    return state
 
 
 def parse_state(text: str, source: str) -> object:

@@ -1,4 +1,4 @@
-"""The streams of tap-filestore."""
+"""The `files` stream: what a record is, and which records a sync emits."""
 
 from __future__ import annotations
 
@@ -8,19 +8,24 @@ import time
 import typing as t
 from datetime import datetime, timedelta
 
+import requests
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import SingerMessageType, StateMessage
+from singer_sdk.streams import RESTStream
+from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
 from tap_filestore.batches import BatchFiles
-from tap_filestore.client import FileStoreStream
+from tap_filestore.config import base_url
 from tap_filestore.errors import (
     IncompleteListingError,
     InvalidConfigError,
     MalformedPageError,
 )
+from tap_filestore.pagination import FilesPaginator
+from tap_filestore.progress import SyncProgress
 from tap_filestore.sdk_private import (
     DirectRecordMessages,
     drop_progress_bookmark,
@@ -32,16 +37,23 @@ from tap_filestore.sdk_private import (
 from tap_filestore.timestamps import format_instant, normalize, parse_instant
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
-    import requests
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
+    from tap_filestore.auth import ClientCredentialsAuthenticator
+    from tap_filestore.client import FilesClient
+    from tap_filestore.output import BufferedMsgSpecWriter
     from tap_filestore.sdk_private import BatchConfig, BatchEncoding
 
 
-class FilesStream(DirectRecordMessages, FileStoreStream):
-    """Every file of the account: `/v1/files`, upserted on `file_id`."""
+class FilesStream(DirectRecordMessages, RESTStream[int]):
+    """Every file of the account: `/v1/files`, upserted on `file_id`.
+
+    Its pages come from the request path's owner (`FilesClient`), which the
+    tap hands it, with the writer its messages go out through.
+    """
 
     name = "files"
     path = "/v1/files"
@@ -59,6 +71,7 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
         th.Property("modified_at", th.DateTimeType),
     ).to_dict()
 
+    paginator: FilesPaginator | None = None
     _since: str | None = None
     #: Whether get_batches is writing the records to files.
     _batching = False
@@ -66,6 +79,78 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
     _version_to_activate: int | None = None
     #: The first file whose text had to be replaced this sync, if any.
     _replaced_text_in: str | None = None
+
+    def __init__(
+        self, tap: Tap, client: FilesClient, writer: BufferedMsgSpecWriter
+    ) -> None:
+        """Create the stream; it sends nothing until a sync asks for records."""
+        super().__init__(tap)
+        self.client = client
+        self.writer = writer
+
+    @property
+    @override
+    def url_base(self) -> str:
+        return base_url(self.config)
+
+    @property
+    @override
+    def authenticator(self) -> ClientCredentialsAuthenticator:
+        return self.client.authenticator
+
+    @property
+    @override
+    def requests_session(self) -> requests.Session:
+        return self.client.session
+
+    @functools.cached_property
+    def progress(self) -> SyncProgress:
+        """Counters of this sync, logged as progress and summary lines."""
+        return SyncProgress(self.logger, self.name, self.client.clock)
+
+    @override
+    def build_prepared_request(
+        self, *args: t.Any, **kwargs: t.Any
+    ) -> requests.PreparedRequest:
+        # Unlike the SDK, leave authentication to the client: it authenticates
+        # each try, so a failing token endpoint is retried like any request.
+        request = requests.Request(*args, **kwargs)
+        request.headers.setdefault("User-Agent", self.user_agent)
+        return self.requests_session.prepare_request(request)
+
+    @override
+    def get_new_paginator(self) -> FilesPaginator:
+        self.paginator = FilesPaginator(int(self.config["page_size"]))
+        return self.paginator
+
+    @override
+    def request_decorator(
+        self, func: Callable[..., requests.Response]
+    ) -> Callable[..., requests.Response]:
+        # The client sends, retries and checks every request: the SDK's
+        # `_request` (`func`) and backoff hooks are not used.
+        def request(
+            prepared_request: requests.PreparedRequest, context: Context | None
+        ) -> requests.Response:
+            return self.client.fetch(
+                prepared_request,
+                t.cast("FilesPaginator", self.paginator),
+                lambda offset: self._page_request(context, offset),
+            )
+
+        return request
+
+    def _page_request(
+        self, context: Context | None, offset: int
+    ) -> requests.PreparedRequest:
+        """Build the request for the page at `offset`, as the SDK's loop does."""
+        http = self.get_http_request(page=PageContext(context, offset))
+        return self.build_prepared_request(
+            method=http.method,
+            url=http.url,
+            params=http.encode_params(),
+            headers=http.headers,
+        )
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
@@ -77,8 +162,7 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
         try:
             yield from super().get_records(context)
         finally:
-            if self.fetcher:
-                self.fetcher.close()
+            self.client.close()
             # The SDK skips a STATE equal to the one before: do not leave the
             # last RECORDs waiting for one.
             self.writer.flush()
@@ -95,7 +179,9 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
             self._version_to_activate = table_version(self)
         if not self._batching:
             self._activate_version()
-        self.logger.info("%s", self.progress.summary_line())
+        self.logger.info(
+            "%s", self.progress.summary_line(self.client.requests, self.client.retries)
+        )
 
     @override
     def get_batches(
@@ -172,7 +258,10 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
     def get_url_params(
         self, context: Context | None, next_page_token: int | None
     ) -> dict[str, t.Any]:
-        params = super().get_url_params(context, next_page_token)
+        params: dict[str, t.Any] = {
+            "offset": next_page_token or 0,
+            "limit": int(self.config["page_size"]),
+        }
         param = self.config.get("modified_since_param")
         if param and self._since:
             params[param] = self._since
@@ -180,12 +269,13 @@ class FilesStream(DirectRecordMessages, FileStoreStream):
 
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
-        files = super().parse_response(response)
+        page = t.cast("FilesPaginator", self.paginator).page(response)
+        self.progress.page_received(len(page.files), page.total)
         try:
-            records = [_normalized(record) for record in files]
+            records = [_normalized(record) for record in page.files]
         except (TypeError, ValueError) as exc:
-            page = response.request.path_url
-            msg = f"The page {page} has a file with an invalid value: {exc}."
+            where = response.request.path_url
+            msg = f"The page {where} has a file with an invalid value: {exc}."
             raise MalformedPageError(msg) from None
         if self._replaced_text_in is None and _may_escape_surrogates(response):
             self._warn_of_unencodable_text(records)

@@ -11,10 +11,8 @@ import sys
 import time
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-import backoff._sync
 import pytest
 
 from tap_filestore.sandbox import Sandbox
@@ -44,13 +42,13 @@ _SANDBOXES: list[Sandbox] = []
 class SyncResult:
     """The Singer messages of one sync."""
 
-    messages: list[dict]
+    messages: list[dict[str, Any]]
 
-    def of_type(self, kind: str) -> list[dict]:
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["type"] == kind]
 
     @property
-    def records(self) -> list[dict]:
+    def records(self) -> list[dict[str, Any]]:
         return [m["record"] for m in self.of_type("RECORD")]
 
     @property
@@ -58,12 +56,15 @@ class SyncResult:
         return [r["file_id"] for r in self.records]
 
     @property
-    def state(self) -> dict:
-        return self.of_type("STATE")[-1]["value"]
+    def state(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", self.of_type("STATE")[-1]["value"])
 
     @property
     def bookmark(self) -> str | None:
-        return self.state["bookmarks"]["files"].get("replication_key_value")
+        return cast(
+            "str | None",
+            self.state["bookmarks"]["files"].get("replication_key_value"),
+        )
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -71,7 +72,7 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "| ERROR" in line]
 
 
-def state_at(bookmark: str) -> dict:
+def state_at(bookmark: str) -> dict[str, Any]:
     """Return a state whose `files` bookmark is `bookmark`."""
     return {
         "bookmarks": {
@@ -84,7 +85,10 @@ def state_at(bookmark: str) -> dict:
 
 
 def sync(
-    config: dict, *, state: dict | None = None, catalog: dict | None = None
+    config: dict[str, Any],
+    *,
+    state: dict[str, Any] | None = None,
+    catalog: dict[str, Any] | None = None,
 ) -> SyncResult:
     """Run the tap in this process and return what it wrote to stdout."""
     with captured_stdout() as out:
@@ -109,8 +113,11 @@ def captured_stdout() -> Iterator[io.BytesIO]:
 
 
 def run_cli(
-    *args: str, config: dict | None = None, tmp_path: Path, env: dict | None = None
-) -> subprocess.CompletedProcess:
+    *args: str,
+    config: dict[str, Any] | None = None,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run `tap-filestore` as a user does, in a child process."""
     argv = [sys.executable, "-m", "tap_filestore", *args]
     if config is not None:
@@ -129,7 +136,7 @@ def run_cli(
     return done
 
 
-def expected_records(sandbox: Sandbox) -> dict[str, dict]:
+def expected_records(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
     """Compute, from the dataset's instants, the records the tap must emit."""
 
     def emitted(moment: datetime | None) -> str | None:
@@ -146,7 +153,7 @@ def expected_records(sandbox: Sandbox) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Cluster:
+def cluster() -> Iterator[Cluster]:
     """A throwaway PostgreSQL for the session (and Meltano with target-postgres)."""
     require_plugin("loaders", "target-postgres")
     try:
@@ -158,40 +165,63 @@ def cluster() -> Cluster:
 
 
 @pytest.fixture
-def sandbox() -> Sandbox:
+def sandbox() -> Iterator[Sandbox]:
     """A sandbox API with 250 files, stopped after the test."""
     with Sandbox(250) as api:
         yield api
 
 
 @pytest.fixture
-def config(sandbox: Sandbox) -> dict:
+def config(sandbox: Sandbox) -> dict[str, Any]:
     """A tap config for the sandbox, with quick retries."""
     return sandbox.config(**FAST_RETRIES)
 
 
 @pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Record the retry waits the tap asks for instead of sleeping them."""
-    asked: list[float] = []
-    clock = SimpleNamespace(sleep=asked.append, monotonic=time.monotonic)
-    monkeypatch.setattr(backoff._sync, "time", clock)
-    # The pause a `Retry-After` puts on every request passes at once too.
-    monkeypatch.setattr(TapFileStore, "clock", SkippingClock())
-    return asked
+def waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
+    """The waits before retries, as the tap logs them; none is slept for real.
+
+    The tap's clock skips every sleep (the pauses of `Retry-After` and the
+    pacer's too); after the test, each retry wait is checked to be one the
+    tap slept, in order.
+    """
+    clock = SkippingClock()
+    monkeypatch.setattr(TapFileStore, "clock", clock)
+    retries = RetryWaits()
+    logger = logging.getLogger("tap_filestore.client")
+    logger.addHandler(retries)
+    try:
+        yield retries.waits
+    finally:
+        logger.removeHandler(retries)
+    slept = iter(clock.slept)
+    assert all(wait in slept for wait in retries.waits), (retries.waits, clock.slept)
+
+
+class RetryWaits(logging.Handler):
+    """Collects the wait of each "Retry n of m in s" line of the request path."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.waits: list[float] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("Retry %d of %d in"):
+            # "Retry %d of %d in %.1f s after %s": the third argument is the wait.
+            self.waits.append(cast("tuple[int, int, float, str]", record.args)[2])
 
 
 class SkippingClock:
     """A monotonic clock whose `sleep` moves it on instead of waiting."""
 
     def __init__(self) -> None:
-        self.skipped = 0.0
+        self.slept: list[float] = []
 
     def monotonic(self) -> float:
-        return time.monotonic() + self.skipped
+        return time.monotonic() + sum(self.slept)
 
     def sleep(self, seconds: float) -> None:
-        self.skipped += seconds
+        self.slept.append(seconds)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -205,7 +235,7 @@ def _process_as_the_cli_prepares_it() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _track_sandboxes() -> None:
+def _track_sandboxes() -> Iterator[None]:
     """Remember every sandbox started, to know every secret and token issued."""
     start = Sandbox.start
 
@@ -221,7 +251,7 @@ def _track_sandboxes() -> None:
 @pytest.fixture(autouse=True)
 def _no_secret_leaks(
     caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
-) -> None:
+) -> Iterator[None]:
     """Fail the test whose logs (at DEBUG) or output show a secret or a token."""
     caplog.set_level(logging.DEBUG)
     CHILD_OUTPUTS.clear()

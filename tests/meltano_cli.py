@@ -76,7 +76,7 @@ def _environment(system_db: Path, env: dict[str, str] | None) -> dict[str, str]:
 
 def meltano(
     *args: str, system_db: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[str]:
     """Run `meltano ARGS` in the project with its own system database."""
     done = subprocess.run(
         [str(MELTANO), *args],
@@ -93,7 +93,7 @@ def meltano(
 
 def spawn_meltano(
     *args: str, system_db: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Start `meltano ARGS` in a process group of its own, output discarded."""
     return subprocess.Popen(
         [str(MELTANO), *args],

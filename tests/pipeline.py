@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from tap_filestore.sandbox.dataset import to_datetime
 from tests.meltano_cli import meltano, spawn_meltano
@@ -47,7 +47,7 @@ class Pipeline:
             **overrides,
         }
 
-    def run(self, *args: str, **env: str) -> CompletedProcess:
+    def run(self, *args: str, **env: str) -> CompletedProcess[str]:
         """Run `meltano run [args] tap-filestore target-postgres`."""
         return meltano(
             "run",
@@ -58,7 +58,7 @@ class Pipeline:
             env=self.env(**env),
         )
 
-    def start(self, *args: str) -> Popen:
+    def start(self, *args: str) -> Popen[bytes]:
         """Start `meltano run [args] ...` in its own process group, not waiting."""
         return spawn_meltano(
             "run",
@@ -69,12 +69,12 @@ class Pipeline:
             env=self.env(),
         )
 
-    def run_ok(self, *args: str, **env: str) -> CompletedProcess:
+    def run_ok(self, *args: str, **env: str) -> CompletedProcess[str]:
         done = self.run(*args, **env)
         assert done.returncode == 0, done.stderr[-4000:]
         return done
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, Any]]:
         """Read the table, date-times as instants (the columns hold UTC)."""
         with self.cluster.connect(self.database) as conn:
             cursor = conn.execute(
@@ -84,20 +84,21 @@ class Pipeline:
                 " _sdc_deleted_at, _sdc_table_version, _sdc_sync_started_at"
                 " FROM filestore.files"
             )
+            assert cursor.description is not None  # a SELECT describes its columns
             names = [c.name for c in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         done = meltano("state", "get", STATE_ID, system_db=self.system_db)
         assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
+        return cast("dict[str, Any]", json.loads(done.stdout))
 
     def bookmark(self) -> str:
         files = self.state()["singer_state"]["bookmarks"]["files"]
-        return files["replication_key_value"]
+        return cast("str", files["replication_key_value"])
 
 
-def source(sandbox: Sandbox) -> dict[str, dict]:
+def source(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
     """What the table must hold: every live file, date-times as instants."""
 
     def instant(epoch_us: int | None) -> datetime | None:
@@ -114,7 +115,7 @@ def source(sandbox: Sandbox) -> dict[str, dict]:
     }
 
 
-def live(rows: list[dict]) -> dict[str, dict]:
+def live(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {
         r["file_id"]: {
             k: r[k] for k in ("file_id", "file_name", "created_at", "modified_at")
@@ -125,4 +126,7 @@ def live(rows: list[dict]) -> dict[str, dict]:
 
 
 def greatest_modified_at(sandbox: Sandbox) -> datetime:
-    return max(r["modified_at"] for r in source(sandbox).values() if r["modified_at"])
+    return cast(
+        "datetime",
+        max(r["modified_at"] for r in source(sandbox).values() if r["modified_at"]),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -18,9 +18,11 @@ from tests.leaks import leaked
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from tap_filestore.streams import FilesStream
+
 
 def test_one_token_serves_a_whole_multi_page_sync(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     result = sync({**config, "page_size": 10})
 
@@ -30,7 +32,7 @@ def test_one_token_serves_a_whole_multi_page_sync(
 
 
 def test_the_token_request_is_client_credentials_with_scope(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     sync({**config, "scope": "files.read"})
 
@@ -43,9 +45,9 @@ def test_the_token_request_is_client_credentials_with_scope(
     }
 
 
-def test_pages_carry_the_bearer_token(sandbox: Sandbox, config: dict) -> None:
+def test_pages_carry_the_bearer_token(sandbox: Sandbox, config: dict[str, Any]) -> None:
     tap = TapFileStore(config=config, parse_env_config=False)
-    stream = tap.streams["files"]
+    stream = cast("FilesStream", tap.streams["files"])
     response = stream.requests_session.send(
         stream.authenticator(
             stream.build_prepared_request(
@@ -86,7 +88,7 @@ def test_a_missing_expires_in_gets_the_default_lifetime() -> None:
 
 
 def test_a_revoked_token_is_replaced_and_the_request_retried_once(
-    sandbox: Sandbox, config: dict, caplog: pytest.LogCaptureFixture
+    sandbox: Sandbox, config: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     sandbox.inject("revoke", skip=1)
 
@@ -99,7 +101,9 @@ def test_a_revoked_token_is_replaced_and_the_request_retried_once(
     assert "answered 401: fetching a new token" in caplog.text
 
 
-def test_a_401_to_a_fresh_token_fails_clearly(sandbox: Sandbox, config: dict) -> None:
+def test_a_401_to_a_fresh_token_fails_clearly(
+    sandbox: Sandbox, config: dict[str, Any]
+) -> None:
     sandbox.inject("status", status=401, times=2)
 
     with pytest.raises(
@@ -110,7 +114,7 @@ def test_a_401_to_a_fresh_token_fails_clearly(sandbox: Sandbox, config: dict) ->
 
 
 def test_a_rejected_client_fails_at_once_with_a_clear_message(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     with pytest.raises(AuthenticationError) as failure:
         sync({**config, "client_secret": "wrong"})
@@ -122,7 +126,7 @@ def test_a_rejected_client_fails_at_once_with_a_clear_message(
 
 
 def test_token_endpoint_errors_are_retried_like_any_request(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     sandbox.inject("status", endpoint="token", status=503, times=2)
 
@@ -134,7 +138,7 @@ def test_token_endpoint_errors_are_retried_like_any_request(
 
 
 def test_an_unreachable_token_endpoint_fails_after_the_retries(
-    config: dict, waits: list[float]
+    config: dict[str, Any], waits: list[float]
 ) -> None:
     with pytest.raises(RetriesExhaustedError, match="connection failed"):
         sync({**config, "token_url": "http://127.0.0.1:9/oauth/token"})
@@ -142,7 +146,7 @@ def test_an_unreachable_token_endpoint_fails_after_the_retries(
 
 
 def test_a_token_answer_without_access_token_fails_clearly(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     sandbox.inject("malformed", endpoint="token", body="no_files")
 
@@ -152,7 +156,7 @@ def test_a_token_answer_without_access_token_fails_clearly(
 
 @pytest.mark.parametrize("scenario", ["success", "revoked", "rejected", "retried"])
 def test_no_secret_or_token_reaches_any_output_even_at_debug(
-    sandbox: Sandbox, config: dict, tmp_path: Path, scenario: str
+    sandbox: Sandbox, config: dict[str, Any], tmp_path: Path, scenario: str
 ) -> None:
     if scenario == "revoked":
         sandbox.inject("revoke", skip=1)
@@ -199,7 +203,7 @@ def test_the_leak_check_finds_a_secret_or_token_in_any_output() -> None:
     ],
 )
 def test_a_token_answer_without_a_usable_access_token_is_one_clear_error(
-    sandbox: Sandbox, config: dict, body: bytes
+    sandbox: Sandbox, config: dict[str, Any], body: bytes
 ) -> None:
     sandbox.inject("malformed", endpoint="token", content=body)
 
@@ -219,7 +223,7 @@ def test_a_token_answer_without_a_usable_access_token_is_one_clear_error(
 )
 def test_expires_in_as_a_numeric_string_is_a_lifetime(
     sandbox: Sandbox,
-    config: dict,
+    config: dict[str, Any],
     caplog: pytest.LogCaptureFixture,
     expires_in: object,
     lifetime: int | None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,6 +15,7 @@ from tests.conftest import FAST_RETRIES, error_lines, run_cli, state_at, sync
 from tests.pipeline import Pipeline, live, source
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from tests.postgres import Cluster
@@ -23,7 +24,7 @@ FILES = 2500
 BATCH_SIZE = 1000
 
 
-def batch_config(folder: Path, compression: str = "gzip") -> dict:
+def batch_config(folder: Path, compression: str = "gzip") -> dict[str, Any]:
     return {
         "encoding": {"format": "jsonl", "compression": compression},
         "storage": {"root": folder.as_uri(), "prefix": "test-"},
@@ -31,7 +32,7 @@ def batch_config(folder: Path, compression: str = "gzip") -> dict:
     }
 
 
-def read_batch(url: str) -> list[dict]:
+def read_batch(url: str) -> list[dict[str, Any]]:
     """Return the records of one announced batch file."""
     path = urlsplit(url).path
     opener = gzip.open if path.endswith(".gz") else open
@@ -40,8 +41,8 @@ def read_batch(url: str) -> list[dict]:
 
 
 def run(
-    config: dict, tmp_path: Path, state: dict | None = None
-) -> tuple[int, list[dict], str]:
+    config: dict[str, Any], tmp_path: Path, state: dict[str, Any] | None = None
+) -> tuple[int, list[dict[str, Any]], str]:
     args = []
     if state is not None:
         (tmp_path / "state.json").write_text(json.dumps(state))
@@ -52,7 +53,7 @@ def run(
 
 
 @pytest.fixture
-def api() -> Sandbox:
+def api() -> Iterator[Sandbox]:
     with Sandbox(FILES) as sandbox:
         yield sandbox
 
@@ -143,7 +144,7 @@ def test_a_batch_sync_that_fails_announces_only_finished_files_and_keeps_its_boo
     ],
 )
 def test_a_batch_config_the_tap_cannot_write_is_one_line_before_any_request(
-    api: Sandbox, tmp_path: Path, change: dict, says: str
+    api: Sandbox, tmp_path: Path, change: dict[str, Any], says: str
 ) -> None:
     config = api.config(batch_config={**batch_config(tmp_path), **change})
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -51,7 +51,9 @@ def test_about_markdown_is_a_settings_table(tmp_path: Path) -> None:
         assert f"| {setting} |" in run.stdout
 
 
-def test_discover_prints_the_files_catalog(config: dict, tmp_path: Path) -> None:
+def test_discover_prints_the_files_catalog(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
     run = run_cli("--discover", config=config, tmp_path=tmp_path)
 
     (stream,) = json.loads(run.stdout)["streams"]
@@ -61,7 +63,7 @@ def test_discover_prints_the_files_catalog(config: dict, tmp_path: Path) -> None
 
 
 def test_test_mode_checks_token_and_first_page(
-    sandbox: Sandbox, config: dict, tmp_path: Path
+    sandbox: Sandbox, config: dict[str, Any], tmp_path: Path
 ) -> None:
     run = run_cli("--test", config=config, tmp_path=tmp_path)
 
@@ -70,7 +72,9 @@ def test_test_mode_checks_token_and_first_page(
     assert len(sandbox.page_requests()) == 1
 
 
-def test_test_mode_fails_on_bad_credentials(config: dict, tmp_path: Path) -> None:
+def test_test_mode_fails_on_bad_credentials(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
     run = run_cli(
         "--test", config={**config, "client_secret": "nope"}, tmp_path=tmp_path
     )
@@ -98,7 +102,7 @@ def test_config_env_reads_tap_filestore_variables(
 
 
 def test_a_state_file_resumes_from_its_bookmark(
-    sandbox: Sandbox, config: dict, tmp_path: Path
+    sandbox: Sandbox, config: dict[str, Any], tmp_path: Path
 ) -> None:
     bookmark = "2024-12-01T00:00:00.000000+00:00"
     state = tmp_path / "state.json"
@@ -116,7 +120,7 @@ def test_a_state_file_resumes_from_its_bookmark(
 
 
 def test_a_successful_sync_exits_0_with_progress_summary(
-    config: dict, tmp_path: Path
+    config: dict[str, Any], tmp_path: Path
 ) -> None:
     run = run_cli(config=config, tmp_path=tmp_path)
 
@@ -169,7 +173,7 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize(("overrides", "names"), BAD_CONFIGS)
 def test_a_bad_config_exits_1_with_one_line_naming_the_problem(
-    tmp_path: Path, overrides: dict, names: str
+    tmp_path: Path, overrides: dict[str, Any], names: str
 ) -> None:
     config = {"client_id": "c", "client_secret": "s", **overrides}
     config = {k: v for k, v in config.items() if v is not MISSING}
@@ -221,7 +225,7 @@ def test_an_unreachable_host_exits_1_with_one_line(tmp_path: Path) -> None:
 
 
 def test_a_malformed_answer_exits_1_without_a_state_message(
-    sandbox: Sandbox, config: dict, tmp_path: Path
+    sandbox: Sandbox, config: dict[str, Any], tmp_path: Path
 ) -> None:
     sandbox.inject("malformed", body="no_files", skip=1)
 

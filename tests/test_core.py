@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING, cast
 
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
@@ -11,11 +12,14 @@ from tap_filestore.sandbox import Sandbox
 from tap_filestore.sandbox.server import CLIENT_ID, CLIENT_SECRET
 from tap_filestore.tap import TapFileStore
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return cast("int", probe.getsockname()[1])
 
 
 PORT = _free_port()
@@ -27,7 +31,7 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module", autouse=True)
-def standard_sandbox() -> Sandbox:
+def standard_sandbox() -> Iterator[Sandbox]:
     with Sandbox(350, port=PORT) as api:
         yield api
 

@@ -8,7 +8,7 @@ a 401, and fetching ahead. Plain http to another host is warned about.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -109,7 +109,7 @@ def test_the_token_request_does_not_follow_a_redirect_with_the_secret(
     ],
 )
 def test_plain_http_to_another_host_is_warned_about_at_start_up(
-    caplog: pytest.LogCaptureFixture, overrides: dict, warned: list[str]
+    caplog: pytest.LogCaptureFixture, overrides: dict[str, Any], warned: list[str]
 ) -> None:
     config = {"client_id": "id", "client_secret": "a-secret-value", **overrides}
 

@@ -7,7 +7,7 @@ each socket read succeeds and a per-read timeout never fires.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,7 +23,7 @@ DEADLINE = {"request_timeout": 0.5}
 
 
 def test_a_page_dripped_byte_by_byte_is_abandoned_at_the_deadline_and_retried(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     # Finished, the dripped answer is an empty page: it would end the sync early.
     sandbox.inject("drip", delay=DRIP_DELAY_S, skip=1)
@@ -35,7 +35,7 @@ def test_a_page_dripped_byte_by_byte_is_abandoned_at_the_deadline_and_retried(
 
 
 def test_a_token_answer_dripped_byte_by_byte_is_abandoned_and_retried(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     sandbox.inject("drip", endpoint="token", delay=DRIP_DELAY_S)
 
@@ -48,7 +48,7 @@ def test_a_token_answer_dripped_byte_by_byte_is_abandoned_and_retried(
 
 @pytest.mark.parametrize("in_flight", [1, 4])
 def test_an_api_that_always_drips_fails_after_the_retries_naming_the_deadline(
-    sandbox: Sandbox, config: dict, waits: list[float], in_flight: int
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float], in_flight: int
 ) -> None:
     sandbox.latency = 0.005
     sandbox.inject("drip", delay=DRIP_DELAY_S, skip=1, times=20)

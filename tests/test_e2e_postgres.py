@@ -12,6 +12,7 @@ from tap_filestore.sandbox import Sandbox
 from tests.pipeline import Pipeline, greatest_modified_at, live, source
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from tests.postgres import Cluster
@@ -22,7 +23,7 @@ FILES = 1200
 @pytest.fixture
 def pipeline(
     cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest
-) -> Pipeline:
+) -> Iterator[Pipeline]:
     timezone = getattr(request, "param", "UTC")
     database = f"e2e_{abs(hash(request.node.nodeid)) % 10**8}"
     cluster.create_database(database, timezone)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,14 +18,16 @@ if TYPE_CHECKING:
     from tap_filestore.sandbox import Sandbox
 
 
-def failing_sync(config: dict, state: dict | None = None) -> list[dict]:
+def failing_sync(
+    config: dict[str, Any], state: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Run a sync that must fail; return the messages it wrote before failing."""
     with captured_stdout() as out, pytest.raises(RetriesExhaustedError):
         TapFileStore(config=config, state=state, parse_env_config=False).sync_all()
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-def claimed_bookmarks(messages: list[dict]) -> set[str | None]:
+def claimed_bookmarks(messages: list[dict[str, Any]]) -> set[str | None]:
     return {
         m["value"]["bookmarks"]["files"].get("replication_key_value")
         for m in messages
@@ -41,7 +43,7 @@ def frequent_state(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("frequent_state")
 def test_a_failed_first_sync_claims_no_bookmark(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     sandbox.inject("status", status=503, skip=2, times=10)
 
@@ -55,7 +57,7 @@ def test_a_failed_first_sync_claims_no_bookmark(
 
 @pytest.mark.usefixtures("frequent_state")
 def test_a_failed_sync_never_moves_the_bookmark_past_what_it_emitted(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     bookmark = "2024-01-01T00:00:00.000000+00:00"
     state = state_at(bookmark)
@@ -69,9 +71,9 @@ def test_a_failed_sync_never_moves_the_bookmark_past_what_it_emitted(
 
 
 def test_a_file_changed_during_a_sync_arrives_with_the_next_sync(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
-    edit = {}
+    edit: dict[str, list[str]] = {}
     sandbox.inject(
         "call", skip=1, action=lambda: edit.update(ids=sandbox.dataset.touch([5]))
     )
@@ -87,9 +89,9 @@ def test_a_file_changed_during_a_sync_arrives_with_the_next_sync(
 
 
 def test_a_file_added_during_a_sync_arrives_with_this_or_the_next_sync(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
-    added = {}
+    added: dict[str, list[str]] = {}
     sandbox.inject(
         "call", skip=1, action=lambda: added.update(ids=sandbox.dataset.add(3))
     )
@@ -102,7 +104,7 @@ def test_a_file_added_during_a_sync_arrives_with_this_or_the_next_sync(
 
 
 def test_a_deletion_during_a_sync_keeps_the_bookmark_so_skipped_files_come_next(
-    sandbox: Sandbox, config: dict, caplog: pytest.LogCaptureFixture
+    sandbox: Sandbox, config: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     previous = sync(config)
     sandbox.dataset.touch([100, 150])  # both changed since the bookmark
@@ -119,11 +121,13 @@ def test_a_deletion_during_a_sync_keeps_the_bookmark_so_skipped_files_come_next(
     assert "the bookmark stays where this sync started" in caplog.text
     after = sync(config, state=shifted.state)
     assert skipped in after.ids
+    assert after.bookmark is not None
+    assert previous.bookmark is not None
     assert after.bookmark > previous.bookmark
 
 
 def test_a_first_sync_that_saw_deletions_does_not_retire_rows(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     sandbox.inject("call", skip=1, action=lambda: sandbox.dataset.delete([10]))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -17,11 +17,13 @@ if TYPE_CHECKING:
     from tap_filestore.sandbox import Sandbox
 
 
-def greatest_modified_at(records: dict[str, dict]) -> str:
-    return max(r["modified_at"] for r in records.values() if r["modified_at"])
+def greatest_modified_at(records: dict[str, dict[str, Any]]) -> str:
+    return cast(
+        "str", max(r["modified_at"] for r in records.values() if r["modified_at"])
+    )
 
 
-def full_table_catalog(config: dict, key: str) -> dict:
+def full_table_catalog(config: dict[str, Any], key: str) -> dict[str, Any]:
     catalog = sync_discover(config)
     for entry in catalog["streams"]:
         for item in entry["metadata"]:
@@ -30,7 +32,7 @@ def full_table_catalog(config: dict, key: str) -> dict:
     return catalog
 
 
-def sync_discover(config: dict) -> dict:
+def sync_discover(config: dict[str, Any]) -> dict[str, Any]:
     return TapFileStore(config=config, parse_env_config=False).catalog_dict
 
 
@@ -41,7 +43,7 @@ def test_the_api_order_is_not_sorted_by_modified_at(sandbox: Sandbox) -> None:
 
 
 def test_first_run_emits_everything_and_bookmarks_the_greatest_modified_at(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     result = sync(config)
 
@@ -52,7 +54,7 @@ def test_first_run_emits_everything_and_bookmarks_the_greatest_modified_at(
 
 
 def test_first_run_starts_at_start_date_and_keeps_null_modified_at(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     start = "2024-01-01T00:00:00Z"
 
@@ -70,7 +72,7 @@ def test_first_run_starts_at_start_date_and_keeps_null_modified_at(
 
 
 def test_next_run_emits_only_changes_since_the_bookmark_including_equal(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     first = sync(config)
     touched = sandbox.dataset.touch([3, 77, 140])
@@ -90,11 +92,12 @@ def test_next_run_emits_only_changes_since_the_bookmark_including_equal(
     new = expected_records(sandbox)
     assert {r["file_id"]: r for r in second.records} == {i: new[i] for i in second.ids}
     assert second.bookmark == greatest_modified_at(new)
+    assert first.bookmark is not None
     assert second.bookmark > first.bookmark
 
 
 def test_a_run_with_no_changes_keeps_the_bookmark(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     first = sync(config)
 
@@ -104,7 +107,7 @@ def test_a_run_with_no_changes_keeps_the_bookmark(
 
 
 def test_bookmarks_compare_as_instants_whatever_their_form(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     bookmark = "2024-06-01T14:00:00+02:00"  # 12:00 UTC
 
@@ -120,7 +123,7 @@ def test_bookmarks_compare_as_instants_whatever_their_form(
 
 
 def test_the_modified_since_param_sends_the_bookmark_to_the_api(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     first = sync(config)
     sandbox.dataset.touch([10, 20])
@@ -140,7 +143,7 @@ def test_the_modified_since_param_sends_the_bookmark_to_the_api(
 
 
 def test_the_lookback_window_reaches_back_before_the_bookmark(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     first = sync(config)
     lookback_days = 30
@@ -149,6 +152,7 @@ def test_the_lookback_window_reaches_back_before_the_bookmark(
         {**config, "lookback_window": lookback_days * 86400}, state=first.state
     )
 
+    assert first.bookmark is not None
     since = parse_instant(first.bookmark).timestamp() - lookback_days * 86400
     expected = {
         i
@@ -162,7 +166,7 @@ def test_the_lookback_window_reaches_back_before_the_bookmark(
 
 
 def test_null_and_missing_modified_at_are_emitted_quietly_and_never_bookmarked(
-    sandbox: Sandbox, config: dict, caplog: pytest.LogCaptureFixture
+    sandbox: Sandbox, config: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     raw = {f["file_id"]: f for f in sandbox.dataset.current()}
 
@@ -179,7 +183,7 @@ def test_null_and_missing_modified_at_are_emitted_quietly_and_never_bookmarked(
 
 @pytest.mark.parametrize("key", ["replication-method", "forced-replication-method"])
 def test_full_table_metadata_emits_everything_despite_state_and_start_date(
-    sandbox: Sandbox, config: dict, key: str
+    sandbox: Sandbox, config: dict[str, Any], key: str
 ) -> None:
     config = {**config, "start_date": "2024-06-01T00:00:00Z"}
     first = sync(config)
@@ -191,7 +195,7 @@ def test_full_table_metadata_emits_everything_despite_state_and_start_date(
 
 
 def test_a_run_without_bookmark_activates_its_version_after_the_last_record(
-    config: dict,
+    config: dict[str, Any],
 ) -> None:
     result = sync(config)
 
@@ -205,7 +209,7 @@ def test_a_run_without_bookmark_activates_its_version_after_the_last_record(
 
 
 def test_a_failed_run_sends_no_activate_version(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     sandbox.inject("status", status=500, skip=1, times=10)
     with captured_stdout() as out, pytest.raises(RetriesExhaustedError):
@@ -215,7 +219,9 @@ def test_a_failed_run_sends_no_activate_version(
     assert b'"RECORD"' in out.getvalue()
 
 
-def test_a_run_from_a_bookmark_sends_no_activate_version(config: dict) -> None:
+def test_a_run_from_a_bookmark_sends_no_activate_version(
+    config: dict[str, Any],
+) -> None:
     first = sync(config)
 
     second = sync(config, state=first.state)

@@ -8,7 +8,7 @@ import os
 import random
 import signal
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,7 +26,7 @@ SEED = 20261127
 FILES = 6000
 
 
-def kill_group(process: Popen) -> None:
+def kill_group(process: Popen[bytes]) -> None:
     """SIGKILL the run's whole process group: meltano, tap and target."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
@@ -35,7 +35,7 @@ def kill_group(process: Popen) -> None:
 def run_and_kill(pipeline: Pipeline, mode: tuple[str, ...], kill_point: str) -> bool:
     """Start a run and SIGKILL it at `kill_point`; False if it ended first."""
     api = pipeline.sandbox
-    run: list[Popen] = []
+    run: list[Popen[bytes]] = []
     if kill_point.startswith("page "):
         pages_before = int(kill_point.split()[1])
         api.inject("call", skip=pages_before, action=lambda: kill_group(run[0]))
@@ -103,7 +103,7 @@ def test_killed_runs_resume_with_nothing_lost_and_nothing_duplicated(
             rows = pipeline.rows()
             ids = [r["file_id"] for r in rows]
             expected = source(api)
-            outcome = {
+            outcome: dict[str, Any] = {
                 "trial": trial,
                 "mode": "full-refresh" if mode else "incremental",
                 "kill": kill_point,

@@ -7,7 +7,7 @@ line names the request that failed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,44 +19,44 @@ if TYPE_CHECKING:
     from tap_filestore.sandbox import Sandbox
 
 
-def setup_unreachable_token_endpoint(api: Sandbox) -> dict:
+def setup_unreachable_token_endpoint(api: Sandbox) -> dict[str, Any]:
     return {"token_url": "http://127.0.0.1:9/oauth/token"}
 
 
-def setup_missing_token_endpoint(api: Sandbox) -> dict:
+def setup_missing_token_endpoint(api: Sandbox) -> dict[str, Any]:
     return {"token_url": f"{api.base_url}/oauth/missing"}
 
 
-def setup_rejected_client(_api: Sandbox) -> dict:
+def setup_rejected_client(_api: Sandbox) -> dict[str, Any]:
     return {"client_secret": "not-the-secret"}
 
 
-def setup_page_refused(api: Sandbox) -> dict:
+def setup_page_refused(api: Sandbox) -> dict[str, Any]:
     api.inject("status", status=400, skip=1)
     return {}
 
 
-def setup_page_overloaded(api: Sandbox) -> dict:
+def setup_page_overloaded(api: Sandbox) -> dict[str, Any]:
     api.inject("status", status=503, times=10)
     return {}
 
 
-def setup_page_malformed(api: Sandbox) -> dict:
+def setup_page_malformed(api: Sandbox) -> dict[str, Any]:
     api.inject("malformed", body="not_json", skip=1)
     return {}
 
 
-def setup_page_nested_too_deeply(api: Sandbox) -> dict:
+def setup_page_nested_too_deeply(api: Sandbox) -> dict[str, Any]:
     api.inject("malformed", content=b"[" * 200_000 + b"]" * 200_000, skip=1)
     return {}
 
 
-def setup_total_larger_than_the_data(api: Sandbox) -> dict:
+def setup_total_larger_than_the_data(api: Sandbox) -> dict[str, Any]:
     api.total_override = 1000  # for 250 files
     return {}
 
 
-def setup_pages_cycling(api: Sandbox) -> dict:
+def setup_pages_cycling(api: Sandbox) -> dict[str, Any]:
     api.wrap_offset_at = 200
     return {"page_size": 50}
 

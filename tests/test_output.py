@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
@@ -46,7 +46,7 @@ def test_records_are_written_out_in_blocks_of_bounded_size() -> None:
 
 
 def test_a_run_that_leaves_the_state_unchanged_still_writes_its_records(
-    config: dict, tmp_path: Path
+    config: dict[str, Any], tmp_path: Path
 ) -> None:
     first = sync(config)
     state = tmp_path / "state.json"

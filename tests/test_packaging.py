@@ -18,10 +18,11 @@ def test_no_installed_file_is_owned_by_two_distributions() -> None:
     assert not shared, shared
 
 
-def test_the_tap_depends_on_the_backoff_the_sdk_uses() -> None:
+def test_the_tap_brings_no_backoff_but_the_sdks() -> None:
     def names(distribution: str) -> set[str]:
         requires = importlib.metadata.requires(distribution) or []
         return {r.split(">")[0].split("=")[0].split(";")[0].strip() for r in requires}
 
     backoffs = {"backoff", "python-backoff"}
-    assert names("tap-filestore") & backoffs == names("singer-sdk") & backoffs
+    assert names("tap-filestore") & backoffs <= names("singer-sdk") & backoffs
+    assert names("singer-sdk") & backoffs  # the test still means something

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tracemalloc
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ def offsets(sandbox: Sandbox) -> list[tuple[int, int]]:
 
 
 def test_pages_step_by_page_size_and_stop_on_a_short_page(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     result = sync({**config, "page_size": 100})
 
@@ -31,7 +32,7 @@ def test_pages_step_by_page_size_and_stop_on_a_short_page(
 
 @pytest.mark.parametrize("page_size", [1, 7, 250, 1000])
 def test_any_page_size_gets_every_file(
-    sandbox: Sandbox, config: dict, page_size: int
+    sandbox: Sandbox, config: dict[str, Any], page_size: int
 ) -> None:
     result = sync({**config, "page_size": page_size})
 
@@ -72,7 +73,7 @@ def test_an_empty_collection_makes_one_request() -> None:
 
 
 def test_an_api_that_ignores_offset_is_an_error_not_a_hang(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     sandbox.ignore_offset = True
 
@@ -82,7 +83,7 @@ def test_an_api_that_ignores_offset_is_an_error_not_a_hang(
 
 
 def test_a_total_smaller_than_the_data_does_not_cut_the_sync_short(
-    sandbox: Sandbox, config: dict, caplog: pytest.LogCaptureFixture
+    sandbox: Sandbox, config: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     sandbox.total_override = 150
 
@@ -94,7 +95,7 @@ def test_a_total_smaller_than_the_data_does_not_cut_the_sync_short(
 
 
 def test_a_listing_that_ends_short_of_its_total_fails_instead_of_succeeding(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     sandbox.total_override = 10_000
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tap_filestore import progress
 from tap_filestore.sandbox import Sandbox
@@ -22,7 +22,7 @@ def progress_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_progress_lines_wait_for_the_interval(
-    config: dict, caplog: pytest.LogCaptureFixture
+    config: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO):
         sync({**config, "page_size": 10})
@@ -31,7 +31,9 @@ def test_progress_lines_wait_for_the_interval(
 
 
 def test_progress_shows_count_pages_rate_percentage_and_eta(
-    config: dict, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    config: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(progress, "PROGRESS_INTERVAL_S", 0.0)
 
@@ -60,7 +62,7 @@ def test_without_total_progress_has_no_percentage(
 
 def test_the_summary_counts_records_requests_and_retries(
     sandbox: Sandbox,
-    config: dict,
+    config: dict[str, Any],
     caplog: pytest.LogCaptureFixture,
     waits: list[float],
 ) -> None:
@@ -82,7 +84,7 @@ def test_the_summary_counts_records_requests_and_retries(
 
 
 def test_request_duration_metrics_come_once_per_interval_and_counters_stay(
-    config: dict, tmp_path: Path
+    config: dict[str, Any], tmp_path: Path
 ) -> None:
     run = run_cli(config={**config, "page_size": 10}, tmp_path=tmp_path)
 

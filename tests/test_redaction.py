@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from singer_sdk.logging import StructuredFormatter
@@ -56,10 +56,10 @@ ECHOES = [("files", echo) for echo in PAGE_ECHOES] + [
 @pytest.mark.usefixtures("waits")
 def test_an_api_that_echoes_credentials_never_gets_them_into_logs_or_errors(
     sandbox: Sandbox,
-    config: dict,
+    config: dict[str, Any],
     caplog: pytest.LogCaptureFixture,
     endpoint: str,
-    echo: dict,
+    echo: dict[str, Any],
 ) -> None:
     sandbox.inject("echo", endpoint=endpoint, **echo)
 
@@ -73,7 +73,11 @@ def test_an_api_that_echoes_credentials_never_gets_them_into_logs_or_errors(
 
 @pytest.mark.parametrize(("endpoint", "echo"), ECHOES)
 def test_the_cli_prints_one_masked_error_line_for_an_echoing_api(
-    sandbox: Sandbox, config: dict, tmp_path: Path, endpoint: str, echo: dict
+    sandbox: Sandbox,
+    config: dict[str, Any],
+    tmp_path: Path,
+    endpoint: str,
+    echo: dict[str, Any],
 ) -> None:
     sandbox.inject("echo", endpoint=endpoint, **echo)
 
@@ -86,7 +90,7 @@ def test_the_cli_prints_one_masked_error_line_for_an_echoing_api(
 
 
 def test_a_traceback_quoting_a_secret_is_masked_for_every_formatter(
-    config: dict,
+    config: dict[str, Any],
 ) -> None:
     TapFileStore(config=config, parse_env_config=False)  # registers the secret
     secret = config["client_secret"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from email.utils import formatdate
 from time import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
 def test_retryable_statuses_are_retried_with_exponential_waits(
-    sandbox: Sandbox, config: dict, waits: list[float], status: int
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float], status: int
 ) -> None:
     sandbox.inject("status", status=status, times=3, skip=1)
 
@@ -31,7 +31,7 @@ def test_retryable_statuses_are_retried_with_exponential_waits(
 
 
 def test_retry_after_in_seconds_sets_a_longer_wait(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     sandbox.inject("status", status=429, retry_after="7", times=2)
 
@@ -41,7 +41,7 @@ def test_retry_after_in_seconds_sets_a_longer_wait(
 
 
 def test_retry_after_shorter_than_the_backoff_does_not_shorten_it(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     sandbox.inject("status", status=429, retry_after="1", times=2)
 
@@ -51,7 +51,7 @@ def test_retry_after_shorter_than_the_backoff_does_not_shorten_it(
 
 
 def test_retry_after_as_an_http_date_is_honoured(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     sandbox.inject(
         "status", status=503, retry_after=formatdate(time() + 30, usegmt=True)
@@ -69,7 +69,7 @@ PAST_DATE = "Wed, 21 Oct 2015 07:28:00 GMT"
 
 @pytest.mark.parametrize("hint", ["0", "-5", PAST_DATE, "soon"])
 def test_a_zero_negative_past_or_unreadable_retry_after_is_no_hint(
-    sandbox: Sandbox, config: dict, waits: list[float], hint: str
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float], hint: str
 ) -> None:
     sandbox.inject("status", status=429, retry_after=hint)
 
@@ -80,7 +80,7 @@ def test_a_zero_negative_past_or_unreadable_retry_after_is_no_hint(
 
 def test_an_absurd_retry_after_is_capped_and_said_so(
     sandbox: Sandbox,
-    config: dict,
+    config: dict[str, Any],
     waits: list[float],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -95,7 +95,7 @@ def test_an_absurd_retry_after_is_capped_and_said_so(
 
 def test_each_retry_is_logged_at_info_with_status_and_wait(
     sandbox: Sandbox,
-    config: dict,
+    config: dict[str, Any],
     waits: list[float],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -115,7 +115,7 @@ def test_each_retry_is_logged_at_info_with_status_and_wait(
 
 
 def test_failures_beyond_max_retries_fail_naming_status_path_and_attempts(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     sandbox.inject("status", status=502, times=10, skip=1)
 
@@ -130,7 +130,7 @@ def test_failures_beyond_max_retries_fail_naming_status_path_and_attempts(
 
 
 def test_max_retries_zero_means_one_attempt(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     sandbox.inject("status", status=503)
 
@@ -141,7 +141,7 @@ def test_max_retries_zero_means_one_attempt(
 
 @pytest.mark.parametrize("status", [400, 403, 404, 422])
 def test_other_client_errors_fail_at_once_with_the_api_error_text(
-    sandbox: Sandbox, config: dict, waits: list[float], status: int
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float], status: int
 ) -> None:
     sandbox.inject("status", status=status, skip=1)
 
@@ -153,7 +153,7 @@ def test_other_client_errors_fail_at_once_with_the_api_error_text(
 
 @pytest.mark.parametrize("kind", ["reset", "truncate"])
 def test_a_dropped_connection_is_retried(
-    sandbox: Sandbox, config: dict, waits: list[float], kind: str
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float], kind: str
 ) -> None:
     sandbox.inject(kind, skip=1, times=2)
 
@@ -164,7 +164,7 @@ def test_a_dropped_connection_is_retried(
 
 
 def test_a_page_slower_than_request_timeout_is_retried(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     sandbox.inject("slow", delay=1.5, skip=1)
 
@@ -175,7 +175,7 @@ def test_a_page_slower_than_request_timeout_is_retried(
 
 
 def test_a_page_always_slower_than_request_timeout_fails_cleanly(
-    sandbox: Sandbox, config: dict, waits: list[float]
+    sandbox: Sandbox, config: dict[str, Any], waits: list[float]
 ) -> None:
     sandbox.inject("slow", delay=1, times=10)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from typing import cast
 
 import requests
 
@@ -22,10 +23,10 @@ def token(api: Sandbox) -> str:
         timeout=5,
     )
     answer.raise_for_status()
-    return answer.json()["access_token"]
+    return cast("str", answer.json()["access_token"])
 
 
-def files(api: Sandbox, bearer: str, **params: object) -> requests.Response:
+def files(api: Sandbox, bearer: str, **params: str | int) -> requests.Response:
     return requests.get(
         f"{api.base_url}/v1/files",
         params=params,
@@ -111,6 +112,7 @@ def test_the_cli_prints_url_and_credentials_and_serves() -> None:
         text=True,
     )
     try:
+        assert server.stdout is not None  # stdout=PIPE
         banner = server.stdout.readline() + server.stdout.readline()
         url = banner.split(" at ")[1].split()[0]
         assert "client_id=sandbox-client" in banner

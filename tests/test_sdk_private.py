@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import inspect
 import json
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from singer_sdk.helpers import _state
+from singer_sdk.plugin_base import PluginBase
 from singer_sdk.streams import Stream
 
 from tap_filestore import sdk_private
 from tap_filestore.tap import TapFileStore
 from tests.conftest import captured_stdout, state_at
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import TapState
+
+    from tap_filestore.streams import FilesStream
 
 RECORD = {
     "file_id": "fil_1",
@@ -25,8 +32,9 @@ RECORD = {
 }
 
 
-def files_stream(config: dict) -> Stream:
-    return TapFileStore(config=config, parse_env_config=False).streams["files"]
+def files_stream(config: dict[str, Any]) -> FilesStream:
+    stream = TapFileStore(config=config, parse_env_config=False).streams["files"]
+    return cast("FilesStream", stream)
 
 
 def test_progress_markers_are_still_kept_under_the_same_key() -> None:
@@ -51,7 +59,7 @@ def test_the_sdk_still_builds_record_messages_in_the_method_the_tap_replaces() -
 
 
 def test_the_direct_record_message_is_the_one_the_sdk_would_build(
-    config: dict,
+    config: dict[str, Any],
 ) -> None:
     stream = files_stream(config)
     sdk_private.set_table_version(stream, 1234)
@@ -67,7 +75,7 @@ def test_the_direct_record_message_is_the_one_the_sdk_would_build(
 
 
 def test_the_table_version_starts_unset_and_is_what_the_sdk_stamps(
-    config: dict,
+    config: dict[str, Any],
 ) -> None:
     stream = files_stream(config)
 
@@ -80,7 +88,7 @@ def test_the_table_version_starts_unset_and_is_what_the_sdk_stamps(
 
 
 def test_activate_version_is_still_written_by_the_method_the_tap_calls(
-    config: dict,
+    config: dict[str, Any],
 ) -> None:
     stream = files_stream(config)
 
@@ -96,7 +104,7 @@ def test_activate_version_is_still_written_by_the_method_the_tap_calls(
 
 @pytest.mark.parametrize("bookmark", [None, "2020-01-01T00:00:00+00:00"])
 def test_record_chunks_leave_the_state_the_sdk_record_loop_leaves(
-    config: dict, bookmark: str | None
+    config: dict[str, Any], bookmark: str | None
 ) -> None:
     for name in (
         "_sync_records",
@@ -108,7 +116,7 @@ def test_record_chunks_leave_the_state_the_sdk_record_loop_leaves(
             f"singer-sdk removed Stream.{name}: update sdk_private.record_chunks"
         )
 
-    def sync(chunked: bool) -> tuple[list[list[dict]], dict, bytes]:
+    def sync(chunked: bool) -> tuple[list[list[dict[str, Any]]], TapState, bytes]:
         state = state_at(bookmark) if bookmark else {}
         tap = TapFileStore(config=config, state=state, parse_env_config=False)
         stream = tap.streams["files"]
@@ -129,3 +137,16 @@ def test_record_chunks_leave_the_state_the_sdk_record_loop_leaves(
     # (A fresh sync's ACTIVATE_VERSION is the tap's own, not the loop's.)
     assert b'"RECORD"' not in written, "record_chunks wrote records"
     assert b'"STATE"' not in written, "record_chunks wrote state"
+
+
+def test_the_sdk_still_binds_signals_in_the_method_the_tap_replaces() -> None:
+    method = getattr(PluginBase, "_setup_signal_handlers", None)
+    assert method is not None, (
+        "singer-sdk removed PluginBase._setup_signal_handlers: check whether "
+        "its constructor still binds SIGTERM and SIGINT (sdk_private.SignalsLeftAlone)"
+    )
+    assert "signal.signal" in inspect.getsource(method)
+    assert "_setup_signal_handlers()" in inspect.getsource(PluginBase.__init__), (
+        "singer-sdk binds signals elsewhere now: sdk_private.SignalsLeftAlone "
+        "no longer keeps TapFileStore(...) from binding them"
+    )

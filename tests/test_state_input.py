@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -48,7 +48,7 @@ BROKEN_STATES = [
 
 @pytest.mark.parametrize(("text", "problem"), BROKEN_STATES)
 def test_a_broken_state_file_is_one_line_and_exit_1_before_any_request(
-    sandbox: Sandbox, config: dict, tmp_path: Path, text: str, problem: str
+    sandbox: Sandbox, config: dict[str, Any], tmp_path: Path, text: str, problem: str
 ) -> None:
     state = tmp_path / "state.json"
     state.write_text(text)
@@ -67,14 +67,16 @@ def test_a_broken_state_file_is_one_line_and_exit_1_before_any_request(
 
 @pytest.mark.parametrize(("text", "problem"), BROKEN_STATES[2:])
 def test_a_broken_state_dict_is_refused_by_the_tap_itself(
-    config: dict, text: str, problem: str
+    config: dict[str, Any], text: str, problem: str
 ) -> None:
     with pytest.raises(InvalidStateError, match="Invalid state") as refused:
         TapFileStore(config=config, state=json.loads(text), parse_env_config=False)
     assert problem in str(refused.value)
 
 
-def test_state_of_other_streams_is_left_alone(config: dict, tmp_path: Path) -> None:
+def test_state_of_other_streams_is_left_alone(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
     state = tmp_path / "state.json"
     state.write_text(json.dumps({"bookmarks": {"folders": {"cursor": 7}}}))
 
@@ -85,7 +87,7 @@ def test_state_of_other_streams_is_left_alone(config: dict, tmp_path: Path) -> N
 
 
 def test_a_bookmark_later_than_now_is_warned_about_by_name(
-    config: dict, tmp_path: Path
+    config: dict[str, Any], tmp_path: Path
 ) -> None:
     future = "2999-01-01T00:00:00.000000+00:00"
     state = tmp_path / "state.json"

@@ -29,7 +29,9 @@ BOOKMARK = "2000-01-01T00:00:00.000000+00:00"
 HANG_GUARD_S = 30
 
 
-def start_tap(api: Sandbox, tmp_path: Path, **overrides: object) -> subprocess.Popen:
+def start_tap(
+    api: Sandbox, tmp_path: Path, **overrides: object
+) -> subprocess.Popen[str]:
     config = tmp_path / "config.json"
     config.write_text(json.dumps(api.config(**{**FAST_RETRIES, **overrides})))
     state = tmp_path / "state.json"
@@ -50,7 +52,7 @@ def test_a_signal_stops_the_sync_with_no_state_after_it_and_a_non_zero_exit(
 ) -> None:
     with Sandbox(3000) as api:
         api.latency = 0.02  # requests are in flight when the signal comes
-        tap: list[subprocess.Popen] = []
+        tap: list[subprocess.Popen[str]] = []
         api.inject("call", skip=5, action=lambda: os.kill(tap[0].pid, signum))
         tap.append(start_tap(api, tmp_path, max_concurrent_requests=in_flight))
         out, err = tap[0].communicate(timeout=HANG_GUARD_S)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from tap_filestore.sandbox import Sandbox
 
 
-def test_stream_declares_keys_schema_and_replication_key(config: dict) -> None:
+def test_stream_declares_keys_schema_and_replication_key(
+    config: dict[str, Any],
+) -> None:
     schema = sync(config).of_type("SCHEMA")[0]
 
     assert schema["stream"] == "files"
@@ -34,7 +36,7 @@ def test_stream_declares_keys_schema_and_replication_key(config: dict) -> None:
 
 
 def test_sync_emits_every_file_exactly_once_with_its_values(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     result = sync(config)
 
@@ -42,7 +44,7 @@ def test_sync_emits_every_file_exactly_once_with_its_values(
     assert {r["file_id"]: r for r in result.records} == expected_records(sandbox)
 
 
-def test_record_messages_carry_a_utc_extraction_time(config: dict) -> None:
+def test_record_messages_carry_a_utc_extraction_time(config: dict[str, Any]) -> None:
     started = datetime.now(timezone.utc)
     result = sync(config)
     ended = datetime.now(timezone.utc)
@@ -55,7 +57,7 @@ def test_record_messages_carry_a_utc_extraction_time(config: dict) -> None:
 
 
 def test_a_deselected_property_is_left_out_of_every_record(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     catalog = TapFileStore(config=config, parse_env_config=False).catalog_dict
     for item in catalog["streams"][0]["metadata"]:
@@ -72,7 +74,7 @@ def test_a_deselected_property_is_left_out_of_every_record(
 
 
 def test_stream_maps_rename_add_and_drop_properties(
-    sandbox: Sandbox, config: dict
+    sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
     maps = {
         "files": {
@@ -130,7 +132,7 @@ def test_date_times_are_emitted_as_utc_with_an_offset(
 
 
 def test_a_date_time_that_is_not_iso_8601_fails_naming_the_page(
-    sandbox: Sandbox, config: dict, monkeypatch: pytest.MonkeyPatch
+    sandbox: Sandbox, config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(
         MALFORMED_BODIES,
@@ -154,7 +156,7 @@ def test_a_date_time_that_is_not_iso_8601_fails_naming_the_page(
     ],
 )
 def test_a_malformed_page_fails_naming_its_offset(
-    sandbox: Sandbox, config: dict, body: str, says: str
+    sandbox: Sandbox, config: dict[str, Any], body: str, says: str
 ) -> None:
     sandbox.inject("malformed", body=body, skip=2)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tests.conftest import expected_records, run_cli
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def test_lone_surrogates_are_replaced_with_one_warning_naming_a_file(
-    sandbox: Sandbox, config: dict, tmp_path: Path
+    sandbox: Sandbox, config: dict[str, Any], tmp_path: Path
 ) -> None:
     # `"fil_\ud800"` and `"half \udc00 of a pair"`: JSON escapes that decode to
     # strings UTF-8 cannot encode.
@@ -36,7 +36,7 @@ def test_lone_surrogates_are_replaced_with_one_warning_naming_a_file(
 
 
 def test_names_in_any_script_pass_unchanged_and_unwarned(
-    sandbox: Sandbox, config: dict, tmp_path: Path
+    sandbox: Sandbox, config: dict[str, Any], tmp_path: Path
 ) -> None:
     run = run_cli(config=config, tmp_path=tmp_path)
 
