@@ -59,14 +59,13 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
     @property
     @override
     def oauth_request_body(self) -> dict[str, t.Any]:
-        body = {
+        scope = {"scope": self.oauth_scopes} if self.oauth_scopes else {}
+        return {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
             "client_secret": self.client_secret,
+            **scope,
         }
-        if self.oauth_scopes:
-            body["scope"] = self.oauth_scopes
-        return body
 
     @override
     def is_token_valid(self) -> bool:
@@ -130,10 +129,9 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         """Read `expires_in` as seconds, numeric strings included."""
         if expires_in is None:
             return None
+        number = not isinstance(expires_in, bool)
         try:
-            if isinstance(expires_in, bool):
-                raise TypeError  # noqa: TRY301
-            seconds = float(expires_in)  # type: ignore[arg-type]
+            seconds = float(expires_in) if number else math.nan  # type: ignore[arg-type]
         except (TypeError, ValueError):
             seconds = math.nan
         if not math.isfinite(seconds) or seconds <= 0:

@@ -26,17 +26,16 @@ def batch_config_problems(batch_config: dict[str, t.Any]) -> list[str]:
     """Return what is wrong with a `batch_config` setting, if anything."""
     encoding = batch_config.get("encoding") or {}
     storage = batch_config.get("storage") or {}
-    problems = []
-    if encoding.get("format") not in FORMATS:
-        problems.append(
-            f"batch_config.encoding.format: {encoding.get('format')!r} is not "
-            f"supported; use {' or '.join(FORMATS)}"
-        )
-    if encoding.get("compression", "none") not in COMPRESSIONS:
-        problems.append(
-            f"batch_config.encoding.compression: {encoding.get('compression')!r} "
-            f"is not supported; use {' or '.join(COMPRESSIONS)}"
-        )
+    choices = {
+        "format": (encoding.get("format"), FORMATS),
+        "compression": (encoding.get("compression", "none"), COMPRESSIONS),
+    }
+    problems = [
+        f"batch_config.encoding.{key}: {value!r} is not supported; "
+        f"use {' or '.join(allowed)}"
+        for key, (value, allowed) in choices.items()
+        if value not in allowed
+    ]
     if urlsplit(str(storage.get("root", ""))).scheme not in {"", "file"}:
         problems.append(
             f"batch_config.storage.root: {storage.get('root')!r} is not a local "

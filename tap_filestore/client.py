@@ -43,9 +43,7 @@ logger = logging.getLogger(__name__)
 #: The statuses retried, of page and token requests alike (the contract's list).
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Statuses that say the API is strained: fewer pages in flight.
-STRAIN_STATUSES = frozenset(
-    {HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.SERVICE_UNAVAILABLE}
-)
+STRAIN_STATUSES = frozenset({429, 503})
 #: A `Retry-After` longer than this is treated as this, with a warning.
 MAX_RETRY_AFTER_S = 600.0
 RETRYABLE_EXCEPTIONS = (
@@ -59,10 +57,6 @@ RETRYABLE_EXCEPTIONS = (
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
 
-#: Sends one prepared request (`allow_redirects` keyword) and returns the answer.
-Send: t.TypeAlias = "Callable[..., requests.Response]"
-
-
 class FilesClient:
     """Every request of the tap, page and token: paced, authenticated, retried, checked.
 
@@ -74,7 +68,8 @@ class FilesClient:
     Args:
         settings: The tap's config (checked); the request path reads its own.
         clock: What retries, the pacer and the pages in flight read and sleep on.
-        send: Sends a request over the network; the session's by default.
+        send: Sends a prepared request (keyword `allow_redirects`) and returns
+            the answer, whatever its status; the session's `send` by default.
     """
 
     def __init__(
@@ -82,7 +77,7 @@ class FilesClient:
         settings: Mapping[str, t.Any],
         *,
         clock: Clock = time,
-        send: Send | None = None,
+        send: Callable[..., requests.Response] | None = None,
     ) -> None:
         """Create the client; nothing is sent until a page is asked for."""
         self.settings = settings
@@ -93,8 +88,7 @@ class FilesClient:
         self._fetcher: PageFetcher | None = None
         self._next_metric_at = -math.inf
         #: Requests (tries) and retries of the current listing.
-        self.requests = 0
-        self.retries = 0
+        self.requests = self.retries = 0
 
     @functools.cached_property
     def session(self) -> GuardedSession:
@@ -276,14 +270,13 @@ def _log_request_duration(
     request: requests.PreparedRequest, response: requests.Response
 ) -> None:
     """Log the SDK's `http_request_duration` METRIC for one request."""
-    status = metrics.Status.SUCCEEDED if response.ok else metrics.Status.FAILED
     tags: dict[str, t.Any] = {
         metrics.Tag.ENDPOINT: urlsplit(request.url).path,
         metrics.Tag.HTTP_STATUS_CODE: response.status_code,
-        metrics.Tag.STATUS: status,
+        metrics.Tag.STATUS: "succeeded" if response.ok else "failed",
     }
-    duration = response.elapsed.total_seconds()
-    point = metrics.Point("timer", metrics.Metric.HTTP_REQUEST_DURATION, duration, tags)
+    seconds = response.elapsed.total_seconds()
+    point = metrics.Point("timer", metrics.Metric.HTTP_REQUEST_DURATION, seconds, tags)
     metrics.log(metrics.get_metrics_logger(), point)
 
 
@@ -294,7 +287,7 @@ def _check(response: requests.Response) -> None:
         return
     if status in RETRYABLE_STATUSES:
         raise RetriableAPIError(redact(f"{status} {response.reason}"), response)
-    where = f"{response.request.method} {_path(response)}"
+    where = f"{response.request.method} {response.request.path_url}"
     if status == HTTPStatus.UNAUTHORIZED:
         if "Authorization" not in response.request.headers:
             msg = (
@@ -312,10 +305,6 @@ def _check(response: requests.Response) -> None:
         raise AuthenticationError(msg)
     msg = f"{where} failed: {status} {response.reason}: {_api_error_text(response)}"
     raise APIRequestError(msg)
-
-
-def _path(response: requests.Response) -> str:
-    return response.request.path_url if response.request else response.url
 
 
 def _api_error_text(response: requests.Response) -> str:
@@ -376,7 +365,9 @@ def _describe(exc: BaseException) -> str:
     """Say in a few words why a request failed."""
     if isinstance(exc, RetriableAPIError) and exc.response is not None:
         response = exc.response
-        return f"{response.status_code} {response.reason} from {_path(response)}"
+        return (
+            f"{response.status_code} {response.reason} from {response.request.path_url}"
+        )
     if isinstance(exc, requests.exceptions.Timeout):
         return "no complete answer within request_timeout"
     if isinstance(exc, requests.exceptions.ConnectionError):

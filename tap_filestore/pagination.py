@@ -105,8 +105,7 @@ class FilesPaginator(OffsetPaginator):
         if self._last is None or self._last[0] is not response:
             page = decode_page(response, self.current_value)
             if page.total is not None:
-                if self._last_total is not None and page.total < self._last_total:
-                    self.listing_shrank = True
+                self.listing_shrank |= page.total < (self._last_total or 0)
                 self._last_total = page.total
             self._last = (response, page)
         return self._last[1]

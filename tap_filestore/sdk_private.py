@@ -84,11 +84,6 @@ def record_chunks(
             if key and (newest := max(filter(None, values), default=None)):
                 stream._increment_stream_state({key: newest}, context=context)  # noqa: SLF001
             counter.increment(len(chunk))
-            if len(chunk) < size:
-                # The records ran out: the state after this chunk is final.
-                stream._finalize_state(state)  # noqa: SLF001
-                yield chunk
-                return
             yield chunk
     stream._finalize_state(state)  # noqa: SLF001
 

@@ -10,8 +10,6 @@ dropped on any redirect that leaves the session's origin.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import os
 import socket
 import threading
@@ -95,29 +93,24 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self._wake = threading.Condition()
-        self._heap: list[tuple[float, int, _Watch]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
         self._running: set[_Watch] = set()
+        self._thread: threading.Thread | None = None
 
     def arm(self, watch: _Watch) -> None:
         with self._wake:
-            heapq.heappush(self._heap, (watch.deadline, next(self._order), watch))
+            if all(watch.deadline < other.deadline for other in self._running):
+                self._wake.notify()  # the earliest deadline now
             self._running.add(watch)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="request-deadlines", daemon=True
                 )
                 self._thread.start()
-            if self._heap[0][2] is watch:
-                self._wake.notify()
 
     def disarm(self, watch: _Watch) -> None:
         with self._wake:
             watch.done = True
             self._running.discard(watch)
-            while self._heap and self._heap[0][2].done:
-                heapq.heappop(self._heap)
 
     def abort_all(self) -> None:
         """Expire every request still running (the sync is stopping)."""
@@ -129,17 +122,12 @@ class _Watchdog:
     def _run(self) -> None:
         with self._wake:
             while True:
-                while self._heap and self._heap[0][2].done:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._wake.wait()
-                    continue
-                wait = self._heap[0][0] - time.monotonic()
-                if wait > 0:
-                    self._wake.wait(wait)
-                    continue
-                watch = heapq.heappop(self._heap)[2]
-                watch.expire()
+                now = time.monotonic()
+                for watch in [w for w in self._running if w.deadline <= now]:
+                    self._running.discard(watch)
+                    watch.expire()
+                deadlines = [watch.deadline for watch in self._running]
+                self._wake.wait(min(deadlines) - now if deadlines else None)
 
 
 _WATCHDOG = _Watchdog()

@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import typing as t
 
 from tap_filestore.errors import SyncStoppedError
@@ -29,10 +28,9 @@ CLOSED_OUTPUT_EXIT = 128 + signal.SIGPIPE
 
 
 def stop_on_signals() -> None:
-    """Make SIGTERM and SIGINT stop the sync (main thread only, as `signal` needs)."""
-    if threading.current_thread() is threading.main_thread():
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, _stop)
+    """Make SIGTERM and SIGINT stop the sync (from the main thread)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop)
 
 
 def _stop(signum: int, _frame: FrameType | None) -> None:

@@ -207,23 +207,17 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
             encoding.compression or "none",
             f"{self.tap_name}--{self.name}",
         )
-        size = batch_config.batch_size
-        final_state_written = False
         self._batching = True
         try:
-            for chunk in record_chunks(self, context, size):
+            for chunk in record_chunks(self, context, batch_config.batch_size):
                 if (version := table_version(self)) is not None:
                     for record in chunk:
                         record["_sdc_table_version"] = version
-                # A short chunk is the last: the records had run out, and the
-                # STATE after its BATCH holds the final bookmark.
-                final_state_written = len(chunk) < size
                 yield encoding, [files.write(chunk)]
         finally:
             self._batching = False
-        if not final_state_written:
-            # The records ran out after the last BATCH: the state is final now.
-            self.writer.write_message(StateMessage(value=self.tap_state))
+        # The records ran out after the last BATCH: the state is final now.
+        self.writer.write_message(StateMessage(value=self.tap_state))
         self._activate_version()
 
     @override
@@ -277,24 +271,27 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
             where = response.request.path_url
             msg = f"The page {where} has a file with an invalid value: {exc}."
             raise MalformedPageError(msg) from None
-        if self._replaced_text_in is None and _may_escape_surrogates(response):
+        # JSON escapes are the only way to a lone surrogate.
+        body = response.content
+        if self._replaced_text_in is None and (b"\\ud" in body or b"\\uD" in body):
             self._warn_of_unencodable_text(records)
         return records
 
     def _warn_of_unencodable_text(self, records: list[dict[str, t.Any]]) -> None:
         """Warn, once a sync, that text UTF-8 cannot carry was replaced."""
-        for record in records:
-            if REPLACEMENT in record["file_id"] or REPLACEMENT in (
-                record["file_name"] or ""
-            ):
-                self._replaced_text_in = record["file_id"]
-                self.logger.warning(
-                    "%s: file %s (and maybe others) has text that UTF-8 cannot "
-                    "carry (a lone surrogate escape): replaced with U+FFFD",
-                    self.name,
-                    record["file_id"],
-                )
-                return
+        replaced = (
+            r["file_id"]
+            for r in records
+            if REPLACEMENT in f"{r['file_id']}{r['file_name'] or ''}"
+        )
+        if (file_id := next(replaced, None)) is not None:
+            self._replaced_text_in = file_id
+            self.logger.warning(
+                "%s: file %s (and maybe others) has text that UTF-8 cannot "
+                "carry (a lone surrogate escape): replaced with U+FFFD",
+                self.name,
+                file_id,
+            )
 
     @override
     def post_process(
@@ -397,12 +394,6 @@ def _normalized(record: dict[str, t.Any]) -> dict[str, t.Any]:
 #: What replaces text that UTF-8 cannot carry.
 REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _may_escape_surrogates(response: requests.Response) -> bool:
-    """Whether a body escapes surrogates in JSON: the only way to a lone one."""
-    body = response.content
-    return b"\\ud" in body or b"\\uD" in body
 
 
 def _encodable(text: str) -> str:

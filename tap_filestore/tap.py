@@ -92,9 +92,13 @@ class TapFileStore(SignalsLeftAlone, Tap):
     @override
     def get_singer_command(cls) -> click.Command:
         command = super().get_singer_command()
-        # --test and --discover run in click callbacks, before the SDK installs
-        # its hook: install ours now (and again in `invoke`, after the SDK's).
-        prepare_process()
+        # Secrets masked in every log record, the SDK's noisy lines quieted,
+        # one line for an uncaught error: for a run from the command line only,
+        # never at import or when a `TapFileStore` is built. --test and
+        # --discover run in click callbacks, before the SDK installs its hook:
+        # install ours now (and again in `invoke`, after the SDK's).
+        prepare_logging()
+        sys.excepthook = _report_error
         return command
 
     @classmethod
@@ -123,18 +127,6 @@ class TapFileStore(SignalsLeftAlone, Tap):
         except (OSError, TypeError, ValueError) as exc:
             msg = f"cannot read the config ({exc}); pass a JSON object file or ENV"
             raise click.BadParameter(msg) from None
-
-
-def prepare_process() -> None:
-    """Make the process ready for a run from the command line (idempotent).
-
-    Secrets masked in every log record, the SDK's noisy log lines quieted,
-    and one line for an uncaught error. Nothing of it happens at import or
-    when a `TapFileStore` is built; a sync from the command line also binds
-    SIGTERM and SIGINT (`invoke`).
-    """
-    prepare_logging()
-    sys.excepthook = _report_error
 
 
 def prepare_logging() -> None:
@@ -169,15 +161,11 @@ def _report_error(
 ) -> None:
     """Log a known failure as its one-line message; anything else with a traceback."""
     logger = logging.getLogger(TapFileStore.name)
+    info = (exc_type, exc, traceback)
     if isinstance(exc, FileStoreError):
         logger.error("%s", exc)
-        logger.debug("Traceback", exc_info=(exc_type, exc, traceback))
+        logger.debug("Traceback", exc_info=info)
     elif isinstance(exc, KeyboardInterrupt):
-        sys.__excepthook__(exc_type, exc, traceback)
+        sys.__excepthook__(*info)
     else:
-        logger.error(
-            "Unexpected %s: %s",
-            exc_type.__name__,
-            exc,
-            exc_info=(exc_type, exc, traceback),
-        )
+        logger.error("Unexpected %s: %s", exc_type.__name__, exc, exc_info=info)

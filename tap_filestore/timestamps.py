@@ -20,7 +20,9 @@ def parse_instant(value: str) -> datetime:
         ValueError: If `value` is not an ISO 8601 date-time within years 1..9999.
     """
     try:
-        return _to_utc(_parse(value))
+        moment = _parse(value)
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return aware.astimezone(timezone.utc)
     except (OverflowError, TypeError) as exc:
         msg = f"not a date-time in years 1..9999: {value!r}"
         raise ValueError(msg) from exc
@@ -38,12 +40,6 @@ def _parse(value: str) -> datetime:
         msg = f"not a date-time: {value!r}"
         raise TypeError(msg)
     return parsed
-
-
-def _to_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 def format_instant(moment: datetime) -> str:

@@ -226,7 +226,7 @@ class SkippingClock:
 
 @pytest.fixture(scope="session", autouse=True)
 def _process_as_the_cli_prepares_it() -> None:
-    """Mask secrets and quiet the SDK in-process, as `tap.prepare_process` does.
+    """Mask secrets and quiet the SDK in-process, as the command line does.
 
     The excepthook stays pytest's: the tests that need the tap's run it as a
     child process.
