@@ -87,7 +87,7 @@ class FilesClient:
         self._transport = send
         self._fetcher: PageFetcher | None = None
         self._next_metric_at = -math.inf
-        #: Requests (tries) and retries of the current listing.
+        #: Requests (tries) and retries sent so far.
         self.requests = self.retries = 0
 
     @functools.cached_property
@@ -125,12 +125,15 @@ class FilesClient:
         """
         width = int(self.settings["max_concurrent_requests"])
         if self._fetcher is None:
-            self.requests = self.retries = 0
             self._fetcher = PageFetcher(self._with_retries, width, self.clock)
         response = self._fetcher.fetch(request, paginator.current_value)
         offsets = paginator.offsets_after(paginator.page(response), most=width)
         self._fetcher.fetch_ahead(offsets, request_at)
         return response
+
+    def fetch_one(self, request: requests.PreparedRequest) -> requests.Response:
+        """Return the answer to one page request, retried as any, none ahead."""
+        return self._with_retries(request)
 
     def close(self) -> None:
         """End the listing: pages fetched ahead that nobody asked for are dropped."""

@@ -86,9 +86,9 @@ class FilesPaginator(OffsetPaginator):
     an earlier one is an error instead (`PageCycleCheck`).
     """
 
-    def __init__(self, page_size: int) -> None:
-        """Start at offset 0, asking for `page_size` files a page."""
-        super().__init__(start_value=0, page_size=page_size)
+    def __init__(self, page_size: int, start: int = 0) -> None:
+        """Start at offset `start`, asking for `page_size` files a page."""
+        super().__init__(start_value=start, page_size=page_size)
         self._last: tuple[requests.Response, Page] | None = None
         self._cycle_check = PageCycleCheck()
         #: False once the API served files past its own `total`.

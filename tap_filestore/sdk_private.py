@@ -26,8 +26,10 @@ if t.TYPE_CHECKING:
     BatchConfig = _batch.BatchConfig
     BatchEncoding = _batch.BaseBatchFileEncoding
 
-#: The key of a stream's interim bookmark in its state (`helpers._state`).
+#: The keys of a stream's interim bookmark and of its sync's signpost in its
+#: state (`helpers._state`).
 PROGRESS_MARKERS = "progress_markers"
+SIGNPOST = "replication_key_signpost"
 
 
 def set_table_version(stream: Stream, version: int) -> None:
@@ -88,6 +90,21 @@ def record_chunks(
     stream._finalize_state(state)  # noqa: SLF001
 
 
+def progress_bookmark(stream_state: dict[str, t.Any]) -> str | None:
+    """Return the greatest replication value seen so far this sync, if any."""
+    value = stream_state.get(PROGRESS_MARKERS, {}).get("replication_key_value")
+    return None if value is None else str(value)
+
+
+def seed_progress_bookmark(stream: Stream, context: Context | None, value: str) -> None:
+    """Count `value` as seen this sync (what a resumed sync's first part saw).
+
+    The SDK drops the progress markers of the state a sync starts from.
+    """
+    key = t.cast("str", stream.replication_key)
+    stream._increment_stream_state({key: value}, context=context)  # noqa: SLF001
+
+
 def drop_progress_bookmark(stream_state: dict[str, t.Any]) -> None:
     """Forget the greatest replication value seen so far this sync.
 
@@ -136,10 +153,17 @@ class SignalsLeftAlone(Tap):
 
 
 class _DropNullBookmarkWarnings(logging.Filter):
-    """The SDK warns once per record with a null `modified_at`; those are expected."""
+    """The SDK warns once per record with a null `modified_at`; those are expected.
+
+    It also warns that an unsorted stream cannot resume: this one can (its
+    STATE carries a checkpoint).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "New replication value is null"
+        message = record.getMessage()
+        return message != "New replication value is null" and not message.startswith(
+            "Stream is assumed to be unsorted"
+        )
 
 
 class _DropFailureNotice(logging.Filter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import typing as t
@@ -12,6 +13,58 @@ from tap_filestore.errors import InvalidStateError
 from tap_filestore.timestamps import parse_instant
 
 logger = logging.getLogger(__name__)
+
+#: The key of a sync's checkpoint in its stream's state.
+CHECKPOINT = "checkpoint"
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """Where a sync stands: enough to resume it after the last file it emitted.
+
+    A STATE carries it only while the sync runs; a target forwards a STATE
+    once it has committed everything before it, so a checkpoint that comes
+    back is one the data has reached.
+    """
+
+    #: The offset after the last file emitted, and that file's id.
+    offset: int
+    file_id: str
+    #: How many files the API served on that page (the probe's width).
+    page: int
+    #: When the sync started: its signpost.
+    started: str
+    #: The earliest `modified_at` the sync emits (None: every file).
+    since: str | None
+    #: The table version of a sync that started without a bookmark.
+    version: int | None
+    #: The greatest `modified_at` emitted so far.
+    seen: str | None
+    #: Whether files were deleted while the sync paged (the bookmark stays).
+    shrank: bool
+
+    @classmethod
+    def of(cls, stream_state: dict[str, t.Any]) -> Checkpoint | None:
+        """Return the checkpoint a (checked) stream state holds, if any."""
+        value = stream_state.get(CHECKPOINT)
+        return None if value is None else cls(**value)
+
+    def write(self, stream_state: dict[str, t.Any]) -> None:
+        """Put this checkpoint in the stream state."""
+        stream_state[CHECKPOINT] = dataclasses.asdict(self)
+
+
+_NONE = type(None)
+_CHECKPOINT_TYPES: dict[str, tuple[type, ...]] = {
+    "offset": (int,),
+    "file_id": (str,),
+    "page": (int,),
+    "started": (str,),
+    "since": (str, _NONE),
+    "version": (int, _NONE),
+    "seen": (str, _NONE),
+    "shrank": (bool,),
+}
 
 
 def load_state(state: object) -> object:
@@ -71,6 +124,31 @@ def check_state(state: object) -> None:
     if not isinstance(files.get("progress_markers", {}), dict):
         what = "`bookmarks.files.progress_markers` is not an object"
         raise InvalidStateError(_problem(what))
+    if (checkpoint := files.get(CHECKPOINT)) is not None:
+        _check_checkpoint(checkpoint, f"bookmarks.files.{CHECKPOINT}")
+
+
+def _check_checkpoint(checkpoint: object, where: str) -> None:
+    fields = _CHECKPOINT_TYPES
+    if not isinstance(checkpoint, dict) or checkpoint.keys() != fields.keys():
+        what = f"`{where}` is not an object of {', '.join(fields)}"
+        raise InvalidStateError(_problem(what))
+    for key, value in checkpoint.items():
+        if type(value) not in fields[key] or not _usable(key, value):
+            what = f"`{where}.{key}` is {value!r}"
+            raise InvalidStateError(_problem(what))
+
+
+def _usable(key: str, value: object) -> bool:
+    """Whether a checkpoint value of the right type means something."""
+    if key in {"offset", "page"}:
+        return t.cast("int", value) >= 1
+    if key in {"started", "since", "seen"} and isinstance(value, str):
+        try:
+            parse_instant(value)
+        except ValueError:
+            return False
+    return value != ""
 
 
 def _check_bookmark(bookmark: dict[str, t.Any], where: str) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import time
 import typing as t
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import requests
 from singer_sdk import typing as th
@@ -24,17 +25,26 @@ from tap_filestore.errors import (
     InvalidConfigError,
     MalformedPageError,
 )
-from tap_filestore.pagination import FilesPaginator
+from tap_filestore.pagination import FilesPaginator, Page, decode_page
 from tap_filestore.progress import SyncProgress
 from tap_filestore.sdk_private import (
+    SIGNPOST,
     DirectRecordMessages,
     drop_progress_bookmark,
+    progress_bookmark,
     record_chunks,
+    seed_progress_bookmark,
     set_table_version,
     table_version,
     write_activate_version,
 )
+from tap_filestore.state import CHECKPOINT, Checkpoint
 from tap_filestore.timestamps import format_instant, normalize, parse_instant
+
+#: While a sync pages in RECORD mode, a STATE (with its checkpoint) follows
+#: at least every this many records and seconds (in BATCH mode, every BATCH).
+CHECKPOINT_EVERY_RECORDS = 10_000
+CHECKPOINT_EVERY_S = 60.0
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -61,6 +71,8 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
     replication_key = "modified_at"
     # The API promises no order: the bookmark is the greatest value, set at the end.
     is_sorted = False
+    # STATE goes out with each checkpoint instead (see _checkpoint).
+    STATE_MSG_FREQUENCY = sys.maxsize
     # parse_response already emits schema types (strings or None): the SDK's
     # per-record conformance pass would only cost time.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
@@ -73,6 +85,18 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
 
     paginator: FilesPaginator | None = None
     _since: str | None = None
+    #: Where this sync's paging starts (after a checkpoint), and whether files
+    #: were deleted before it (the bookmark then stays where it was).
+    _start_offset = 0
+    _shrank_before = False
+    #: When this sync started (its signpost), once it has.
+    _started: str | None = None
+    #: The last page parsed, with its last file's id: emitted in full once the
+    #: page after it is asked for.
+    _last_page: tuple[Page, str] | None = None
+    #: When the last STATE went out, and how many records had by then.
+    _last_state_at = 0.0
+    _emitted_at_state = 0
     #: Whether get_batches is writing the records to files.
     _batching = False
     #: The table version to activate once every record is out.
@@ -120,7 +144,10 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
 
     @override
     def get_new_paginator(self) -> FilesPaginator:
-        self.paginator = FilesPaginator(int(self.config["page_size"]))
+        self.paginator = FilesPaginator(
+            int(self.config["page_size"]), self._start_offset
+        )
+        self.paginator.listing_shrank = self._shrank_before
         return self.paginator
 
     @override
@@ -132,6 +159,9 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         def request(
             prepared_request: requests.PreparedRequest, context: Context | None
         ) -> requests.Response:
+            if self._last_page:
+                # The SDK asks for a page once every record before it is out.
+                self._checkpoint(*self._last_page)
             return self.client.fetch(
                 prepared_request,
                 t.cast("FilesPaginator", self.paginator),
@@ -154,11 +184,24 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        self._since = self._modified_since(context)
-        self._replaced_text_in = None
+        state = self.get_context_state(context)
+        resume = Checkpoint.of(state)
+        self._since = resume.since if resume else self._modified_since(context)
+        self._started = (resume.started if resume else state.get(SIGNPOST)) or (
+            format_instant(datetime.now(timezone.utc))
+        )
+        self._replaced_text_in, self._last_page = None, None
+        self._last_state_at = self.client.clock.monotonic()
+        self._emitted_at_state = self.progress.emitted
         fresh_start = self._bookmark(context) is None
+        version = None
+        if resume and (start := self._find_checkpoint(context, resume)) is not None:
+            self._start_offset = start
+            fresh_start, version = resume.version is not None, resume.version
+            if resume.seen and self.replication_method == "INCREMENTAL":
+                seed_progress_bookmark(self, context, resume.seen)
         if fresh_start:
-            set_table_version(self, int(time.time() * 1000))
+            set_table_version(self, version or int(time.time() * 1000))
         try:
             yield from super().get_records(context)
         finally:
@@ -166,6 +209,8 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
             # The SDK skips a STATE equal to the one before: do not leave the
             # last RECORDs waiting for one.
             self.writer.flush()
+        if not (self.paginator and self.paginator.shortfall()):
+            state.pop(CHECKPOINT, None)  # the sync is complete
         if self.paginator and self.paginator.listing_shrank:
             self._keep_starting_bookmark(context)
         elif self.paginator and (shortfall := self.paginator.shortfall()):
@@ -275,7 +320,66 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         body = response.content
         if self._replaced_text_in is None and (b"\\ud" in body or b"\\uD" in body):
             self._warn_of_unencodable_text(records)
+        self._last_page = (page, records[-1]["file_id"]) if records else None
         return records
+
+    def _checkpoint(self, page: Page, file_id: str) -> None:
+        """Record that every file up to `page`'s last is out; STATE when due."""
+        state = self.get_context_state(None)
+        Checkpoint(
+            offset=page.end,
+            file_id=file_id,
+            page=len(page.files),
+            started=t.cast("str", self._started),
+            since=self._since,
+            version=table_version(self),
+            seen=progress_bookmark(state),
+            shrank=t.cast("FilesPaginator", self.paginator).listing_shrank,
+        ).write(state)
+        now, emitted = self.client.clock.monotonic(), self.progress.emitted
+        if not self._batching and (
+            emitted - self._emitted_at_state >= CHECKPOINT_EVERY_RECORDS
+            or now - self._last_state_at >= CHECKPOINT_EVERY_S
+        ):
+            self._last_state_at, self._emitted_at_state = now, emitted
+            self.writer.write_message(StateMessage(value=self.tap_state))
+
+    def _find_checkpoint(
+        self, context: Context | None, resume: Checkpoint
+    ) -> int | None:
+        """Find the last file a checkpoint names; return the offset after it.
+
+        Files deleted or added before it since move it: the page around its
+        offset is read, and it is found by its id. None (with a warning) if
+        it is not there: the sync starts again from offset 0.
+        """
+        probe = max(0, resume.offset - 1 - resume.page // 2)
+        page = decode_page(
+            self.client.fetch_one(self._page_request(context, probe)), probe
+        )
+        ids = [_encodable(str(record["file_id"])) for record in page.files]
+        if resume.file_id not in ids:
+            self.logger.warning(
+                "%s: cannot resume the sync of %s: file %s is no longer near "
+                "offset %d; starting that sync again from offset 0",
+                self.name,
+                resume.started,
+                resume.file_id,
+                resume.offset,
+            )
+            return None
+        after = probe + ids.index(resume.file_id) + 1
+        # Files deleted before the checkpoint: those after it moved down, and
+        # the first part may have missed some (the shifting-offsets rule).
+        self._shrank_before = resume.shrank or after < resume.offset
+        self.logger.info(
+            "%s: resuming the sync of %s after file %s at offset %d",
+            self.name,
+            resume.started,
+            resume.file_id,
+            after,
+        )
+        return after
 
     def _warn_of_unencodable_text(self, records: list[dict[str, t.Any]]) -> None:
         """Warn, once a sync, that text UTF-8 cannot carry was replaced."""
@@ -329,6 +433,9 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
     def get_replication_key_signpost(self, context: Context | None = None) -> t.Any:
         # The SDK's signpost is a datetime; bookmarks compare as strings, so
         # cap them with a string of the same form.
+        # A resumed sync keeps the signpost of its first part.
+        if resume := Checkpoint.of(self.get_context_state(context)):
+            return resume.started
         signpost = super().get_replication_key_signpost(context)
         return format_instant(signpost) if isinstance(signpost, datetime) else signpost
 
@@ -339,7 +446,8 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         page after the deletion skipped some: they were not emitted, and a new
         bookmark (or an ACTIVATE_VERSION) would lose them for good.
         """
-        drop_progress_bookmark(self.get_context_state(context))
+        drop_progress_bookmark(state := self.get_context_state(context))
+        state.pop(CHECKPOINT, None)
         self.logger.warning(
             "%s: files were deleted while this sync paged through them, so some "
             "may have been skipped: the bookmark stays where this sync started, "

@@ -17,6 +17,19 @@ if TYPE_CHECKING:
     from tap_filestore.sandbox import Sandbox
 
 
+#: A checkpoint as a sync writes it (tests/test_resume.py resumes from real ones).
+CHECKPOINT = {
+    "offset": 100,
+    "file_id": "fil_1",
+    "page": 100,
+    "started": "2026-01-01T00:00:00.000000+00:00",
+    "since": None,
+    "version": 1767225600000,
+    "seen": None,
+    "shrank": False,
+}
+
+
 def files_bookmark(**bookmark: object) -> str:
     return json.dumps({"bookmarks": {"files": bookmark}})
 
@@ -42,6 +55,26 @@ BROKEN_STATES = [
     (
         files_bookmark(progress_markers=[]),
         "`bookmarks.files.progress_markers` is not an object",
+    ),
+    (
+        files_bookmark(checkpoint={"offset": 100}),
+        "`bookmarks.files.checkpoint` is not an object of offset, file_id, page,",
+    ),
+    (
+        files_bookmark(checkpoint={**CHECKPOINT, "offset": "100"}),
+        "`bookmarks.files.checkpoint.offset` is '100'",
+    ),
+    (
+        files_bookmark(checkpoint={**CHECKPOINT, "page": 0}),
+        "`bookmarks.files.checkpoint.page` is 0",
+    ),
+    (
+        files_bookmark(checkpoint={**CHECKPOINT, "since": "yesterday"}),
+        "`bookmarks.files.checkpoint.since` is 'yesterday'",
+    ),
+    (
+        files_bookmark(checkpoint={**CHECKPOINT, "shrank": 0}),
+        "`bookmarks.files.checkpoint.shrank` is 0",
     ),
 ]
 

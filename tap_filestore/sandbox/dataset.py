@@ -121,6 +121,8 @@ class Dataset:
         self._start_us = int((DATASET_START - EPOCH).total_seconds()) * 1_000_000
         self._overrides: dict[int, FileVersion] = {}
         self._deleted: set[int] = set()
+        #: Files listed before every other (`prepend`), newest first.
+        self._front: list[int] = []
         self._lock = threading.Lock()
         self.version = 0
 
@@ -155,9 +157,11 @@ class Dataset:
 
     def live_indexes(self) -> list[int] | range:
         """Return the indexes of existing files in listing order."""
-        if not self._deleted:
+        if not self._deleted and not self._front:
             return range(self._size)
-        return [i for i in range(self._size) if i not in self._deleted]
+        front = set(self._front)
+        order = [*self._front, *(i for i in range(self._size) if i not in front)]
+        return [i for i in order if i not in self._deleted]
 
     def files(self) -> list[FileVersion]:
         """Return every existing file, in listing order."""
@@ -182,6 +186,14 @@ class Dataset:
                 )
             self.version += 1
         return [self.file(i).file_id for i in indexes]
+
+    def prepend(self, count: int) -> list[str]:
+        """Add `count` new files created now, listed first; return their ids."""
+        ids = self.add(count)
+        with self._lock:
+            self._front[:0] = range(self._size - count, self._size)
+            self.version += 1
+        return ids
 
     def add(self, count: int) -> list[str]:
         """Append `count` new files created now; return their ids."""
