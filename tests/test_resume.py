@@ -25,9 +25,13 @@ from tap_filestore import streams
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.tap import TapFileStore
 from tests.conftest import FAST_RETRIES, expected_records, run_cli, sync
+from tests.pipeline import Pipeline, live, source
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from subprocess import Popen
+
+    from tests.postgres import Cluster
 
 FILES = 50_000
 PAGE = 100
@@ -264,3 +268,55 @@ def test_state_goes_out_with_checkpoints_every_minute_covering_only_what_is_out(
     assert len(offsets) >= 2_500 // PAGE - 2
     assert offsets == sorted(offsets)
     assert streams.CHECKPOINT_EVERY_S == 60.0
+
+
+def terminate_the_tap_of(run: Popen[bytes]) -> None:
+    """Send SIGTERM to the tap `meltano run` started (its process group's)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            group = os.getpgid(int(proc.name))
+        except (OSError, ValueError):
+            continue
+        if group == run.pid and b"bin/tap-filestore" in cmdline:
+            os.kill(int(proc.name), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("death", ["retries run out", "SIGTERM"])
+def test_meltano_run_whose_tap_dies_part_way_resumes_from_the_state_meltano_kept(
+    cluster: Cluster, tmp_path: Path, death: str
+) -> None:
+    database = "resume_" + death.split(maxsplit=1)[0].lower()
+    cluster.create_database(database, "UTC")
+    with Sandbox(FILES) as api:
+        pipeline = Pipeline(
+            cluster,
+            api,
+            database,
+            tmp_path / "meltano.db",
+            {"TAP_FILESTORE_MAX_RETRIES": "0"},
+        )
+        if death == "SIGTERM":
+            run: list[Popen[bytes]] = []
+            api.inject(
+                "call", skip=DIES_AT_PAGE, action=lambda: terminate_the_tap_of(run[0])
+            )
+            run.append(pipeline.start())
+            assert run[0].wait(timeout=300) != 0
+        else:
+            api.inject("status", status=500, skip=DIES_AT_PAGE, times=10**6)
+            assert pipeline.run().returncode != 0
+        api.faults.clear()
+        # The target confirms the last STATE it loaded when the tap's output
+        # ends; Meltano keeps it for the next run.
+        kept = pipeline.state()["singer_state"]["bookmarks"]["files"]["checkpoint"]
+        api.requests.clear()
+
+        done = pipeline.run_ok()
+
+        assert "resuming the sync of" in done.stderr
+        pages = len(api.page_requests())
+        assert pages <= math.ceil((FILES - kept["offset"]) / PAGE) + 2
+        assert live(pipeline.rows()) == source(api)
+        final = pipeline.state()["singer_state"]["bookmarks"]["files"]
+        assert "checkpoint" not in final
