@@ -22,6 +22,7 @@ from tests.conftest import captured_stdout, state_at
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import TapState
 
+    from tap_filestore.sandbox import Sandbox
     from tap_filestore.streams import FilesStream
 
 RECORD = {
@@ -42,6 +43,31 @@ def test_progress_markers_are_still_kept_under_the_same_key() -> None:
         "singer-sdk renamed its progress-markers key: update "
         "sdk_private.PROGRESS_MARKERS"
     )
+
+
+def test_the_signpost_is_still_kept_under_the_same_key() -> None:
+    assert _state.SIGNPOST_MARKER == sdk_private.SIGNPOST, (
+        "singer-sdk renamed its signpost key: update sdk_private.SIGNPOST"
+    )
+
+
+def test_the_log_lines_the_tap_quiets_are_still_the_sdks() -> None:
+    source = inspect.getsource(_state.increment_state)
+    assert '"New replication value is null"' in source
+    assert '"Stream is assumed to be unsorted, progress is not resumable if "' in source
+
+
+def test_a_seeded_progress_bookmark_is_what_the_sdk_finalizes(
+    sandbox: Sandbox, config: dict[str, Any]
+) -> None:
+    stream = files_stream(config)
+    state = stream.get_context_state(None)
+
+    sdk_private.seed_progress_bookmark(stream, None, "2024-01-01T00:00:00+00:00")
+
+    assert sdk_private.progress_bookmark(state) == "2024-01-01T00:00:00+00:00"
+    _state.finalize_state_progress_markers(state)
+    assert state["replication_key_value"] == "2024-01-01T00:00:00+00:00"
 
 
 def test_the_sdk_still_builds_record_messages_in_the_method_the_tap_replaces() -> None:
