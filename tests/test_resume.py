@@ -69,9 +69,23 @@ def rows(table: Table) -> dict[str, dict[str, Any]]:
     return {file_id: record for file_id, (record, _) in table.items()}
 
 
-def die_part_way(api: Sandbox, config: dict[str, Any], tmp_path: Path) -> Messages:
-    """Run a sync whose page requests fail from `DIES_AT_PAGE` on (retries run out)."""
-    api.inject("status", status=500, skip=DIES_AT_PAGE, times=10**6)
+def die_part_way(
+    api: Sandbox, config: dict[str, Any], tmp_path: Path, endpoint: str = "files"
+) -> Messages:
+    """Run a sync whose requests fail from page `DIES_AT_PAGE` on (retries run out).
+
+    With `endpoint="token"`, the token is revoked there and the token endpoint
+    answers 503 from then on.
+    """
+    if endpoint == "token":
+
+        def token_endpoint_down() -> None:
+            api.revoke_tokens()
+            api.inject("status", endpoint="token", status=503, times=10**6)
+
+        api.inject("call", skip=DIES_AT_PAGE, action=token_endpoint_down)
+    else:
+        api.inject("status", status=500, skip=DIES_AT_PAGE, times=10**6)
     run = run_cli(config={**config, "max_retries": 0}, tmp_path=tmp_path)
     api.faults.clear()
     assert run.returncode == 1, run.stderr[-2000:]
@@ -110,13 +124,16 @@ CHANGES: dict[str, Callable[[Sandbox], None]] = {
 }
 
 
-@pytest.mark.parametrize("change", list(CHANGES))
+@pytest.mark.parametrize(
+    ("change", "dies_at"),
+    [*((change, "files") for change in CHANGES), ("unchanged", "token")],
+)
 def test_a_first_sync_that_dies_resumes_after_its_checkpoint_and_loses_nothing(
-    tmp_path: Path, change: str
+    tmp_path: Path, change: str, dies_at: str
 ) -> None:
     with Sandbox(FILES) as api:
         config = api.config(**FAST_RETRIES, page_size=PAGE)
-        first = die_part_way(api, config, tmp_path)
+        first = die_part_way(api, config, tmp_path, dies_at)
         state = last_state(first)
         checkpoint = state["bookmarks"]["files"]["checkpoint"]
         assert checkpoint["offset"] == DIES_AT_PAGE * PAGE  # the last page out
