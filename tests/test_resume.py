@@ -125,18 +125,31 @@ CHANGES: dict[str, Callable[[Sandbox], None]] = {
 
 
 @pytest.mark.parametrize(
-    ("change", "dies_at"),
-    [*((change, "files") for change in CHANGES), ("unchanged", "token")],
+    ("change", "dies_at", "in_flight"),
+    [
+        *((change, "files", 1) for change in CHANGES),
+        ("unchanged", "token", 1),
+        ("unchanged", "files", 16),
+    ],
 )
 def test_a_first_sync_that_dies_resumes_after_its_checkpoint_and_loses_nothing(
-    tmp_path: Path, change: str, dies_at: str
+    tmp_path: Path, change: str, dies_at: str, in_flight: int
 ) -> None:
     with Sandbox(FILES) as api:
-        config = api.config(**FAST_RETRIES, page_size=PAGE)
+        # Pages fetched ahead need an API slow enough to pay for them.
+        api.latency = 0.004 if in_flight > 1 else 0.0
+        config = api.config(
+            **{**FAST_RETRIES, "max_concurrent_requests": in_flight}, page_size=PAGE
+        )
         first = die_part_way(api, config, tmp_path, dies_at)
         state = last_state(first)
         checkpoint = state["bookmarks"]["files"]["checkpoint"]
-        assert checkpoint["offset"] == DIES_AT_PAGE * PAGE  # the last page out
+        out = sum(m["type"] == "RECORD" for m in first)
+        # A STATE at least every 10,000 records, covering only what is out.
+        assert out - streams.CHECKPOINT_EVERY_RECORDS - PAGE < checkpoint["offset"]
+        assert checkpoint["offset"] <= out
+        if in_flight == 1:
+            assert checkpoint["offset"] == DIES_AT_PAGE * PAGE  # the last page out
         CHANGES[change](api)
 
         second, stderr, pages = resume(api, config, tmp_path, state)
