@@ -22,7 +22,6 @@ from tap_filestore.batches import BatchFiles
 from tap_filestore.config import base_url
 from tap_filestore.errors import (
     IncompleteListingError,
-    InvalidConfigError,
     MalformedPageError,
 )
 from tap_filestore.pagination import FilesPaginator, Page, decode_page
@@ -229,22 +228,29 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         )
 
     @override
+    def get_batch_config(self, config: t.Mapping[str, t.Any]) -> BatchConfig | None:
+        batch_config = super().get_batch_config(config)
+        if batch_config and not self.records_go_out_as_they_are:
+            # Batch files hold records as extracted.
+            self.logger.info(
+                "%s: stream maps, flattening or deselected properties apply, so "
+                "the records go out as RECORD messages, not BATCH files",
+                self.name,
+            )
+            return None
+        return batch_config
+
+    @override
     def get_batches(
         self, batch_config: BatchConfig, context: Context | None = None
     ) -> Iterable[tuple[BatchEncoding, list[str]]]:
         """Write the records to files, one BATCH message (then STATE) each.
 
         Each file is complete before it is announced, and the SDK writes STATE
-        only after the BATCH that announces the file it covers. Rows of a sync
-        that retires rows carry its table version as `_sdc_table_version`: a
-        RECORD message carries it as `version`, a batch file has only rows.
+        only after the BATCH that announces the file it covers. A target adds
+        the `_sdc_*` metadata columns to RECORD messages only: batch rows carry
+        them (`_batch_metadata`).
         """
-        if not self.records_go_out_as_they_are:
-            msg = (
-                "batch_config cannot be combined with stream maps, flattening or "
-                "deselected properties: batch files hold records as extracted"
-            )
-            raise InvalidConfigError(msg)
         storage, encoding = batch_config.storage, batch_config.encoding
         files = BatchFiles(
             storage.root,
@@ -253,17 +259,35 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
             f"{self.tap_name}--{self.name}",
         )
         self._batching = True
+        started_ms = round(time.time() * 1000)
         try:
             for chunk in record_chunks(self, context, batch_config.batch_size):
-                if (version := table_version(self)) is not None:
-                    for record in chunk:
-                        record["_sdc_table_version"] = version
+                metadata = self._batch_metadata(started_ms)
+                for record in chunk:
+                    record.update(metadata)
                 yield encoding, [files.write(chunk)]
         finally:
             self._batching = False
         # The records ran out after the last BATCH: the state is final now.
         self.writer.write_message(StateMessage(value=self.tap_state))
         self._activate_version()
+
+    def _batch_metadata(self, started_ms: int) -> dict[str, t.Any]:
+        """Return what a target adds to a RECORD's row, for a file written now.
+
+        The record's version is the sync's table version; its extraction, its
+        arrival and its batch are the file's writing.
+        """
+        now = datetime.now(timezone.utc)
+        return {
+            "_sdc_extracted_at": format_instant(now),
+            "_sdc_received_at": format_instant(now),
+            "_sdc_batched_at": format_instant(now),
+            "_sdc_deleted_at": None,
+            "_sdc_sequence": round(now.timestamp() * 1000),
+            "_sdc_table_version": table_version(self),
+            "_sdc_sync_started_at": started_ms,
+        }
 
     @override
     def finalize_state_progress_markers(
