@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import re
 import typing as t
 import uuid
+from contextlib import suppress
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -13,6 +15,7 @@ import msgspec
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import datetime
 
 #: Formats and compressions the tap writes.
 FORMATS = ("jsonl",)
@@ -44,23 +47,66 @@ def batch_config_problems(batch_config: dict[str, t.Any]) -> list[str]:
     return problems
 
 
+#: A run's own folder of batch files, and the files in it (nothing else is
+#: ever deleted).
+RUN_FOLDER = re.compile(r"[A-Za-z0-9_.-]+--[A-Za-z0-9_.-]+-\d{8}T\d{6}Z-[0-9a-f]{12}")
+RUN_FILE = re.compile(r"[A-Za-z0-9_.-]*part-\d+\.json(\.gz)?(\.part)?")
+#: A run folder nothing was written to for this long is a dead run's: its
+#: files will never be loaded.
+RETENTION_S = 24 * 3600
+
+
+def run_folder_name(sync_name: str, now: datetime) -> str:
+    """Return a new run's folder name: the sync's name, the time, a random part."""
+    return f"{sync_name}-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
+
+
+def local_folder(root: str) -> Path:
+    """Return the folder a `batch_config.storage.root` (a path or file:// URL) names."""
+    return Path(unquote(urlsplit(root).path) or root).resolve()
+
+
+def delete_loaded(root: Path, loaded: str | None, now: float) -> list[str]:
+    """Delete the run folder whose files are loaded, and dead runs' folders.
+
+    A STATE that comes back names the folder of the run it closes: a target
+    forwards it only once it has loaded every file announced before it. A
+    folder untouched for `RETENTION_S` is a dead run's. Only run folders and
+    the batch files in them are deleted, so a folder shared with other jobs
+    keeps their files until their own state says they are loaded.
+
+    Returns:
+        The names of the folders deleted.
+    """
+    deleted = []
+    for folder in root.iterdir() if root.is_dir() else ():
+        if not folder.is_dir() or not RUN_FOLDER.fullmatch(folder.name):
+            continue
+        files = [f for f in folder.iterdir() if RUN_FILE.fullmatch(f.name)]
+        newest = max((f.stat().st_mtime for f in files), default=folder.stat().st_mtime)
+        if folder.name == loaded or newest < now - RETENTION_S:
+            for file in files:
+                file.unlink(missing_ok=True)
+            with suppress(OSError):  # something else is in it: keep it
+                folder.rmdir()
+            deleted.append(folder.name)
+    return deleted
+
+
 class BatchFiles:
-    """Writes chunks of records to files in one folder, named for one sync.
+    """Writes chunks of records to files in one run's folder.
 
     A file is written under a `.part` name and renamed once complete, so a
     target never reads a half-written file; a write that fails removes it.
     """
 
-    def __init__(
-        self, root: str, prefix: str | None, compression: str, sync_name: str
-    ) -> None:
-        """Write into the folder `root` (a path or file:// URL)."""
-        self.folder = Path(unquote(urlsplit(root).path) or root).resolve()
+    def __init__(self, folder: Path, prefix: str | None, compression: str) -> None:
+        """Write into `folder` (made if missing), each file's name after `prefix`."""
+        self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.gzip = compression == "gzip"
         suffix = ".json.gz" if self.gzip else ".json"
-        sync_id = f"{prefix or ''}{sync_name}-{uuid.uuid4()}"
-        self._names = (f"{sync_id}-{n}{suffix}" for n in itertools.count(1))
+        self._names = (f"{prefix or ''}part-{n}{suffix}" for n in itertools.count(1))
 
     def write(self, records: Iterable[dict[str, t.Any]]) -> str:
         """Write one file of `records`; return its file:// URL."""

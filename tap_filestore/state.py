@@ -9,13 +9,16 @@ import typing as t
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
 
+from tap_filestore.batches import RUN_FOLDER
 from tap_filestore.errors import InvalidStateError
 from tap_filestore.timestamps import parse_instant
 
 logger = logging.getLogger(__name__)
 
-#: The key of a sync's checkpoint in its stream's state.
+#: The keys of a sync's checkpoint, and of its folder of batch files, in its
+#: stream's state.
 CHECKPOINT = "checkpoint"
+BATCH_FOLDER = "batch_folder"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +129,12 @@ def check_state(state: object) -> None:
         raise InvalidStateError(_problem(what))
     if (checkpoint := files.get(CHECKPOINT)) is not None:
         _check_checkpoint(checkpoint, f"bookmarks.files.{CHECKPOINT}")
+    folder = files.get(BATCH_FOLDER)
+    if folder is not None and not (
+        isinstance(folder, str) and RUN_FOLDER.fullmatch(folder)
+    ):
+        what = f"`bookmarks.files.{BATCH_FOLDER}` {folder!r} is not a run's folder name"
+        raise InvalidStateError(_problem(what))
 
 
 def _check_checkpoint(checkpoint: object, where: str) -> None:

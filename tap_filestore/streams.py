@@ -18,7 +18,12 @@ from singer_sdk.streams import RESTStream
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
-from tap_filestore.batches import BatchFiles
+from tap_filestore.batches import (
+    BatchFiles,
+    delete_loaded,
+    local_folder,
+    run_folder_name,
+)
 from tap_filestore.config import base_url
 from tap_filestore.errors import (
     IncompleteListingError,
@@ -37,7 +42,7 @@ from tap_filestore.sdk_private import (
     table_version,
     write_activate_version,
 )
-from tap_filestore.state import CHECKPOINT, Checkpoint
+from tap_filestore.state import BATCH_FOLDER, CHECKPOINT, Checkpoint
 from tap_filestore.timestamps import format_instant, normalize, parse_instant
 
 #: While a sync pages in RECORD mode, a STATE (with its checkpoint) follows
@@ -247,17 +252,19 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         """Write the records to files, one BATCH message (then STATE) each.
 
         Each file is complete before it is announced, and the SDK writes STATE
-        only after the BATCH that announces the file it covers. A target adds
+        only after the BATCH that announces the file it covers. The files go in
+        a folder of this run's, which its STATE names: the run that gets that
+        STATE back deletes it (`delete_loaded`). A target adds
         the `_sdc_*` metadata columns to RECORD messages only: batch rows carry
         them (`_batch_metadata`).
         """
         storage, encoding = batch_config.storage, batch_config.encoding
-        files = BatchFiles(
-            storage.root,
-            storage.prefix,
-            encoding.compression or "none",
-            f"{self.tap_name}--{self.name}",
-        )
+        root, state = local_folder(storage.root), self.get_context_state(context)
+        delete_loaded(root, state.get(BATCH_FOLDER), time.time())
+        now = datetime.now(timezone.utc)
+        state[BATCH_FOLDER] = run_folder_name(f"{self.tap_name}--{self.name}", now)
+        folder = root / state[BATCH_FOLDER]
+        files = BatchFiles(folder, storage.prefix, encoding.compression or "none")
         self._batching = True
         started_ms = round(time.time() * 1000)
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -71,6 +73,13 @@ METADATA = {
 }
 
 
+def without_folder(state: dict[str, Any]) -> dict[str, Any]:
+    """Take out the name of the run's batch folder (RECORD mode has none)."""
+    files = dict(state["bookmarks"]["files"])
+    assert files.pop("batch_folder").startswith("tap-filestore--files-")
+    return {**state, "bookmarks": {**state["bookmarks"], "files": files}}
+
+
 def without_metadata(row: dict[str, Any]) -> dict[str, Any]:
     """Take the `_sdc_*` metadata out of a batch row, checking what it holds."""
     metadata = {key: row.pop(key) for key in METADATA}
@@ -109,10 +118,10 @@ def test_a_first_batch_sync_writes_every_record_once_then_activates_its_version(
     assert {m["_sdc_table_version"] for m in metadata} == {version}
     assert records == expected.records
     states = [m["value"] for m in messages if m["type"] == "STATE"]
-    assert states[-1] == expected.state
+    assert without_folder(states[-1]) == expected.state
     # Only the announced files, none half-written.
     announced = {urlsplit(u).path for b in batches for u in b["manifest"]}
-    assert {str(p) for p in folder.iterdir()} == announced
+    assert {str(p) for p in folder.glob("*/*")} == announced
 
 
 def test_an_incremental_batch_sync_carries_only_what_changed(
@@ -135,7 +144,7 @@ def test_an_incremental_batch_sync_carries_only_what_changed(
     assert len(records) < FILES // 10
     assert "ACTIVATE_VERSION" not in {m["type"] for m in messages}
     assert messages[-1]["type"] == "STATE"
-    assert messages[-1]["value"] == expected.state
+    assert without_folder(messages[-1]["value"]) == expected.state
 
 
 def test_a_batch_sync_that_fails_announces_only_finished_files_and_keeps_its_bookmark(
@@ -159,7 +168,7 @@ def test_a_batch_sync_that_fails_announces_only_finished_files_and_keeps_its_boo
             files = message["value"]["bookmarks"]["files"]
             assert files["replication_key_value"] == start
     (batch,) = [m for m in messages if m["type"] == "BATCH"]
-    assert [str(p) for p in folder.iterdir()] == [urlsplit(batch["manifest"][0]).path]
+    assert [str(p) for p in folder.glob("*/*")] == [urlsplit(batch["manifest"][0]).path]
 
 
 @pytest.mark.parametrize(
@@ -213,7 +222,7 @@ def test_batch_config_with_stream_maps_or_flattening_falls_back_to_records(
 def test_a_file_that_cannot_be_written_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = batches.BatchFiles(tmp_path.as_uri(), None, "gzip", "tap--files")
+    files = batches.BatchFiles(tmp_path, None, "gzip")
 
     def disk_full(*_: object) -> None:
         raise OSError(28, "No space left on device")
@@ -290,3 +299,59 @@ def test_batch_loaded_rows_carry_the_metadata_record_loaded_rows_do(
                 assert type(row[column]) is type(other[column]), column
             else:
                 assert row[column] == other[column], column
+
+
+def run_folders(root: Path) -> set[str]:
+    return {p.name for p in root.iterdir() if p.name.startswith("tap-filestore--")}
+
+
+def test_each_run_deletes_the_folder_its_state_names_and_only_its_own_files(
+    api: Sandbox, tmp_path: Path
+) -> None:
+    root = tmp_path / "batches"
+    config = api.config(batch_config=batch_config(root))
+    # What else lives in the folder: never touched.
+    (root / "keep").mkdir(parents=True)
+    (root / "keep" / "part-1.json").write_text("{}\n")
+    (root / "notes.txt").write_text("mine")
+    state = None
+    folders = []
+    for _ in range(3):
+        code, messages, stderr = run(config, tmp_path, state=state)
+        assert code == 0, stderr[-2000:]
+        state = messages[-1]["value"]
+        folders.append(state["bookmarks"]["files"]["batch_folder"])
+        # At most one run's files between runs: the last one's.
+        assert run_folders(root) == {folders[-1]}
+    assert len(set(folders)) == 3
+    assert (root / "keep" / "part-1.json").read_text() == "{}\n"
+    assert (root / "notes.txt").read_text() == "mine"
+
+
+def test_a_job_sharing_the_folder_keeps_its_files_until_its_own_state_comes_back(
+    api: Sandbox, tmp_path: Path
+) -> None:
+    root = tmp_path / "batches"
+    config = api.config(batch_config=batch_config(root))
+    _, first_a, _ = run(config, tmp_path)
+    _, first_b, _ = run(config, tmp_path)  # another job, into the same folder
+    folder_a, folder_b = (
+        m[-1]["value"]["bookmarks"]["files"]["batch_folder"] for m in (first_a, first_b)
+    )
+    # A dead run's folder (no STATE ever came back), untouched for two days.
+    (dead := root / "tap-filestore--files-20260101T000000Z-0123456789ab").mkdir()
+    (dead / "part-1.json.gz").write_bytes(b"")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for path in (dead / "part-1.json.gz", dead):
+        os.utime(path, (two_days_ago, two_days_ago))
+
+    code, second_a, _ = run(config, tmp_path, state=first_a[-1]["value"])
+
+    assert code == 0
+    new_a = second_a[-1]["value"]["bookmarks"]["files"]["batch_folder"]
+    # A's loaded files and the dead run's are gone; B's, not yet loaded, stay.
+    assert run_folders(root) == {folder_b, new_a}
+    assert {m["manifest"][0] for m in first_b if m["type"] == "BATCH"} <= {
+        p.as_uri() for p in (root / folder_b).iterdir()
+    }
+    assert folder_a != folder_b

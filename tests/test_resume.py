@@ -242,6 +242,16 @@ def test_a_killed_sync_resumes_from_its_last_state(tmp_path: Path) -> None:
 
 
 def test_a_batch_sync_resumes_after_its_last_announced_file(tmp_path: Path) -> None:
+    def loaded(messages: Messages) -> list[dict[str, Any]]:
+        """What a target loads from the BATCH messages, as it receives them."""
+        return [
+            json.loads(line)
+            for m in messages
+            if m["type"] == "BATCH"
+            for url in m["manifest"]
+            for line in Path(urlsplit(url).path).read_text().splitlines()
+        ]
+
     with Sandbox(FILES) as api:
         batch_config = {
             "encoding": {"format": "jsonl", "compression": "none"},
@@ -253,18 +263,16 @@ def test_a_batch_sync_resumes_after_its_last_announced_file(tmp_path: Path) -> N
         state = last_state(first)
         # Four files of 7,000 records were announced when page 300 failed.
         assert state["bookmarks"]["files"]["checkpoint"]["offset"] <= 28_000
+        rows = loaded(first)
 
         second, _, pages = resume(api, config, tmp_path, state)
 
         assert pages <= FILES // PAGE - 280 + 2
-        loaded = [
-            json.loads(line)
-            for m in first + second
-            if m["type"] == "BATCH"
-            for url in m["manifest"]
-            for line in Path(urlsplit(url).path).read_text().splitlines()
-        ]
-        assert {r["file_id"] for r in loaded} == set(expected_records(api))
+        rows += loaded(second)
+        assert {r["file_id"] for r in rows} == set(expected_records(api))
+        # The first part's files are loaded (its STATE came back): deleted.
+        (folder,) = (tmp_path / "batches").iterdir()
+        assert folder.name == last_state(second)["bookmarks"]["files"]["batch_folder"]
 
 
 def test_state_goes_out_with_checkpoints_every_minute_covering_only_what_is_out(

@@ -76,6 +76,10 @@ BROKEN_STATES = [
         files_bookmark(checkpoint={**CHECKPOINT, "shrank": 0}),
         "`bookmarks.files.checkpoint.shrank` is 0",
     ),
+    (
+        files_bookmark(batch_folder="../../home"),
+        "`bookmarks.files.batch_folder` '../../home' is not a run's folder name",
+    ),
 ]
 
 
