@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from tap_filestore.sandbox import Sandbox
     from tests.postgres import Cluster
 
-STATE_ID = "sandbox:tap-filestore-to-target-postgres"
-
 
 @dataclass
 class Pipeline:
@@ -30,6 +28,8 @@ class Pipeline:
     system_db: Path
     #: More variables for every run (e.g. the tap's batch_config).
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: As shipped, BATCH files; `tap-filestore--records` for RECORD messages.
+    extractor: str = "tap-filestore"
 
     def env(self, **overrides: str) -> dict[str, str]:
         """Return the variables that point the tap and target at this pipeline."""
@@ -52,7 +52,7 @@ class Pipeline:
         return meltano(
             "run",
             *args,
-            "tap-filestore",
+            self.extractor,
             "target-postgres",
             system_db=self.system_db,
             env=self.env(**env),
@@ -63,7 +63,7 @@ class Pipeline:
         return spawn_meltano(
             "run",
             *args,
-            "tap-filestore",
+            self.extractor,
             "target-postgres",
             system_db=self.system_db,
             env=self.env(),
@@ -89,7 +89,8 @@ class Pipeline:
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def state(self) -> dict[str, Any]:
-        done = meltano("state", "get", STATE_ID, system_db=self.system_db)
+        state_id = f"sandbox:{self.extractor}-to-target-postgres"
+        done = meltano("state", "get", state_id, system_db=self.system_db)
         assert done.returncode == 0, done.stderr
         return cast("dict[str, Any]", json.loads(done.stdout))
 

@@ -271,8 +271,13 @@ def test_batch_loaded_rows_carry_the_metadata_record_loaded_rows_do(
             ),
         ):
             cluster.create_database(f"metadata_{mode}", "UTC")
+            extractor = "tap-filestore--records" if mode == "records" else None
             pipeline = Pipeline(
-                cluster, api, f"metadata_{mode}", tmp_path / f"{mode}.db"
+                cluster,
+                api,
+                f"metadata_{mode}",
+                tmp_path / f"{mode}.db",
+                extractor=extractor or "tap-filestore",
             )
             pipeline.run_ok(**env)
             with cluster.connect(f"metadata_{mode}") as conn:

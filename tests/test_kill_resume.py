@@ -55,9 +55,10 @@ def run_and_kill(pipeline: Pipeline, mode: tuple[str, ...], kill_point: str) -> 
 #: only for files modified since its bookmark (`modified_since_param`), reads
 #: several pages, so that a kill can land in the middle of them.
 EDITED = 400
-#: Trials run in independent tests, so that test workers share them: two
-#: parts in RECORD mode, and fewer trials in BATCH mode (files of 500 records).
-PARTS = [(0, "records", TRIALS // 2), (1, "records", TRIALS // 2), (2, "batch", 6)]
+#: Trials run in independent tests, so that test workers share them: as
+#: shipped (BATCH files of 50,000 records), in RECORD mode, and in BATCH mode
+#: with files of 500 records (fewer trials).
+PARTS = [(0, "shipped", TRIALS // 2), (1, "records", TRIALS // 2), (2, "batch", 6)]
 
 
 @pytest.mark.parametrize(("chunk", "mode_name", "trials"), PARTS)
@@ -77,7 +78,15 @@ def test_killed_runs_resume_with_nothing_lost_and_nothing_duplicated(
         }
         extra_env["TAP_FILESTORE_BATCH_CONFIG"] = json.dumps(batch_config)
     with Sandbox(FILES, seed=SEED + chunk) as api:
-        pipeline = Pipeline(cluster, api, database, tmp_path / "meltano.db", extra_env)
+        extractor = "tap-filestore--records" if mode_name == "records" else None
+        pipeline = Pipeline(
+            cluster,
+            api,
+            database,
+            tmp_path / "meltano.db",
+            extra_env,
+            extractor or "tap-filestore",
+        )
         started = time.monotonic()
         pipeline.run_ok()
         # Timed kills land within the duration of a run of the same kind,

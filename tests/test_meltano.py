@@ -46,7 +46,7 @@ def test_the_demo_loader_lands_every_file_in_jsonl(tmp_path: Path) -> None:
         done = meltano(
             "run",
             "--full-refresh",
-            "tap-filestore",
+            "tap-filestore--records",
             "target-jsonl",
             system_db=tmp_path / "m.db",
             env={
@@ -66,7 +66,8 @@ def test_the_demo_loader_lands_every_file_in_jsonl(tmp_path: Path) -> None:
 def test_meltano_yml_declares_the_capabilities_the_tap_reports(tmp_path: Path) -> None:
     about = json.loads(run_cli("--about", "--format", "json", tmp_path=tmp_path).stdout)
     project = yaml.safe_load((Path(__file__).parents[1] / "meltano.yml").read_text())
-    (extractor,) = project["plugins"]["extractors"]
+    extractor, records = project["plugins"]["extractors"]
+    assert records["inherit_from"] == extractor["name"]
 
     assert sorted(extractor["capabilities"]) == sorted(about["capabilities"])
     declared = {setting["name"] for setting in extractor["settings"]}
