@@ -189,23 +189,7 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         state = self.get_context_state(context)
-        resume = Checkpoint.of(state)
-        self._since = resume.since if resume else self._modified_since(context)
-        self._started = (resume.started if resume else state.get(SIGNPOST)) or (
-            format_instant(datetime.now(timezone.utc))
-        )
-        self._replaced_text_in, self._last_page = None, None
-        self._last_state_at = self.client.clock.monotonic()
-        self._emitted_at_state = self.progress.emitted
-        fresh_start = self._bookmark(context) is None
-        version = None
-        if resume and (start := self._find_checkpoint(context, resume)) is not None:
-            self._start_offset = start
-            fresh_start, version = resume.version is not None, resume.version
-            if resume.seen and self.replication_method == "INCREMENTAL":
-                seed_progress_bookmark(self, context, resume.seen)
-        if fresh_start:
-            set_table_version(self, version or int(time.time() * 1000))
+        fresh_start = self._begin(context, state)
         try:
             yield from super().get_records(context)
         finally:
@@ -213,11 +197,12 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
             # The SDK skips a STATE equal to the one before: do not leave the
             # last RECORDs waiting for one.
             self.writer.flush()
-        if not (self.paginator and self.paginator.shortfall()):
+        paginator = t.cast("FilesPaginator", self.paginator)
+        if not (shortfall := paginator.shortfall()):
             state.pop(CHECKPOINT, None)  # the sync is complete
-        if self.paginator and self.paginator.listing_shrank:
+        if paginator.listing_shrank:
             self._keep_starting_bookmark(context)
-        elif self.paginator and (shortfall := self.paginator.shortfall()):
+        elif shortfall:
             raise IncompleteListingError(shortfall)
         elif fresh_start:
             # Without a bookmark this sync carried every file: let the target
@@ -231,6 +216,31 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         self.logger.info(
             "%s", self.progress.summary_line(self.client.requests, self.client.retries)
         )
+
+    def _begin(self, context: Context | None, state: dict[str, t.Any]) -> bool:
+        """Set up this sync, or resume the one a checkpoint names.
+
+        Returns:
+            Whether the sync started without a bookmark (it carries every file).
+        """
+        resume = Checkpoint.of(state)
+        self._since = resume.since if resume else self._modified_since(context)
+        self._started = (resume.started if resume else state.get(SIGNPOST)) or (
+            format_instant(datetime.now(timezone.utc))
+        )
+        self._replaced_text_in, self._last_page = None, None
+        self._start_offset, self._shrank_before = 0, False
+        self._last_state_at = self.client.clock.monotonic()
+        self._emitted_at_state = self.progress.emitted
+        fresh_start, version = self._bookmark(context) is None, None
+        if resume and (start := self._find_checkpoint(context, resume)) is not None:
+            self._start_offset = start
+            fresh_start, version = resume.version is not None, resume.version
+            if resume.seen and self.replication_method == "INCREMENTAL":
+                seed_progress_bookmark(self, context, resume.seen)
+        if fresh_start:
+            set_table_version(self, version or int(time.time() * 1000))
+        return fresh_start
 
     @override
     def get_batch_config(self, config: t.Mapping[str, t.Any]) -> BatchConfig | None:
