@@ -51,7 +51,7 @@ CHECKPOINT_EVERY_RECORDS = 10_000
 CHECKPOINT_EVERY_S = 60.0
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
@@ -280,9 +280,7 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         try:
             for chunk in record_chunks(self, context, batch_config.batch_size):
                 metadata = self._batch_metadata(started_ms)
-                for record in chunk:
-                    record.update(metadata)
-                yield encoding, [files.write(chunk)]
+                yield encoding, [files.write(_with(metadata, chunk))]
         finally:
             self._batching = False
         # The records ran out after the last BATCH: the state is final now.
@@ -520,6 +518,15 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         if start_date := self.config.get("start_date"):
             candidates.append(parse_instant(start_date))
         return format_instant(max(candidates)) if candidates else None
+
+
+def _with(
+    metadata: dict[str, t.Any], records: Iterable[dict[str, t.Any]]
+) -> Iterator[dict[str, t.Any]]:
+    """Yield each record with `metadata` added."""
+    for record in records:
+        record.update(metadata)
+        yield record
 
 
 def _normalized(record: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -148,7 +148,7 @@ def test_record_chunks_leave_the_state_the_sdk_record_loop_leaves(
         stream = tap.streams["files"]
         with captured_stdout() as out:
             if chunked:
-                chunks = list(sdk_private.record_chunks(stream, None, 100))
+                chunks = [list(c) for c in sdk_private.record_chunks(stream, None, 100)]
             else:
                 loop = stream._sync_records(None, write_messages=False)
                 chunks = [list(loop)]
