@@ -68,7 +68,7 @@ def local_folder(root: str) -> Path:
     return Path(unquote(urlsplit(root).path) or root).resolve()
 
 
-def delete_loaded(root: Path, loaded: str | None, now: float) -> list[str]:
+def delete_loaded(root: Path, loaded: str | None, now: float) -> None:
     """Delete the run folder whose files are loaded, and dead runs' folders.
 
     A STATE that comes back names the folder of the run it closes: a target
@@ -76,11 +76,7 @@ def delete_loaded(root: Path, loaded: str | None, now: float) -> list[str]:
     folder untouched for `RETENTION_S` is a dead run's. Only run folders and
     the batch files in them are deleted, so a folder shared with other jobs
     keeps their files until their own state says they are loaded.
-
-    Returns:
-        The names of the folders deleted.
     """
-    deleted = []
     for folder in root.iterdir() if root.is_dir() else ():
         if not folder.is_dir() or not RUN_FOLDER.fullmatch(folder.name):
             continue
@@ -91,8 +87,6 @@ def delete_loaded(root: Path, loaded: str | None, now: float) -> list[str]:
                 file.unlink(missing_ok=True)
             with suppress(OSError):  # something else is in it: keep it
                 folder.rmdir()
-            deleted.append(folder.name)
-    return deleted
 
 
 class BatchFiles:

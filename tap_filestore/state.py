@@ -57,16 +57,10 @@ class Checkpoint:
         stream_state[CHECKPOINT] = dataclasses.asdict(self)
 
 
-_NONE = type(None)
+#: The types each checkpoint field may hold, as `Checkpoint` declares them.
 _CHECKPOINT_TYPES: dict[str, tuple[type, ...]] = {
-    "offset": (int,),
-    "file_id": (str,),
-    "page": (int,),
-    "started": (str,),
-    "since": (str, _NONE),
-    "version": (int, _NONE),
-    "seen": (str, _NONE),
-    "shrank": (bool,),
+    name: t.get_args(hint) or (hint,)
+    for name, hint in t.get_type_hints(Checkpoint).items()
 }
 
 

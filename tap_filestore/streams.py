@@ -271,12 +271,12 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         storage, encoding = batch_config.storage, batch_config.encoding
         root, state = local_folder(storage.root), self.get_context_state(context)
         delete_loaded(root, state.get(BATCH_FOLDER), time.time())
-        now = datetime.now(timezone.utc)
-        state[BATCH_FOLDER] = run_folder_name(f"{self.tap_name}--{self.name}", now)
+        started = datetime.now(timezone.utc)
+        state[BATCH_FOLDER] = run_folder_name(f"{self.tap_name}--{self.name}", started)
         folder = root / state[BATCH_FOLDER]
         files = BatchFiles(folder, storage.prefix, encoding.compression or "none")
         self._batching = True
-        started_ms = round(time.time() * 1000)
+        started_ms = round(started.timestamp() * 1000)
         try:
             for chunk in record_chunks(self, context, batch_config.batch_size):
                 metadata = self._batch_metadata(started_ms)
@@ -294,10 +294,11 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         arrival and its batch are the file's writing.
         """
         now = datetime.now(timezone.utc)
+        written = format_instant(now)
         return {
-            "_sdc_extracted_at": format_instant(now),
-            "_sdc_received_at": format_instant(now),
-            "_sdc_batched_at": format_instant(now),
+            "_sdc_extracted_at": written,
+            "_sdc_received_at": written,
+            "_sdc_batched_at": written,
             "_sdc_deleted_at": None,
             "_sdc_sequence": round(now.timestamp() * 1000),
             "_sdc_table_version": table_version(self),
@@ -470,11 +471,11 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
 
     @override
     def get_replication_key_signpost(self, context: Context | None = None) -> t.Any:
-        # The SDK's signpost is a datetime; bookmarks compare as strings, so
-        # cap them with a string of the same form.
         # A resumed sync keeps the signpost of its first part.
         if resume := Checkpoint.of(self.get_context_state(context)):
             return resume.started
+        # The SDK's signpost is a datetime; bookmarks compare as strings, so
+        # cap them with a string of the same form.
         signpost = super().get_replication_key_signpost(context)
         return format_instant(signpost) if isinstance(signpost, datetime) else signpost
 
