@@ -1,7 +1,8 @@
 """Benchmark tap-filestore against the raw HTTP ceiling, dlt and tap-rest-api-msdk.
 
 Each contender runs as its own process against one sandbox process, one after
-another on the same machine; wall time and peak RSS come from the OS.
+another on the same machine; wall time, CPU seconds (user and system) and peak
+RSS come from the OS.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ DLT_PYTHON = ROOT / "benchmarks" / ".venv-dlt" / "bin" / "python"
 MSDK = ROOT / "benchmarks" / ".venv-msdk" / "bin" / "tap-rest-api-msdk"
 PAGE = 100
 TAP = "tap-filestore (defaults)"
+TAP_BATCH = "tap-filestore, BATCH files"
 
 
 def start_sandbox(
@@ -51,8 +53,8 @@ def start_sandbox(
     return server, json.loads(config_path.read_text())
 
 
-def measure(argv: list[str]) -> tuple[float, float]:
-    """Run argv; return its wall seconds and peak RSS in MB."""
+def measure(argv: list[str]) -> tuple[float, float, float]:
+    """Run argv; return its wall seconds, CPU seconds and peak RSS in MB."""
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
@@ -62,7 +64,7 @@ def measure(argv: list[str]) -> tuple[float, float]:
         lines = err.read().decode(errors="replace").strip().splitlines()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{argv[0]} failed: {lines[-1] if lines else status}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def contenders(config: dict, workdir: Path) -> dict[str, list[str]]:
@@ -70,6 +72,13 @@ def contenders(config: dict, workdir: Path) -> dict[str, list[str]]:
     tap_config.write_text(json.dumps(config))
     one_at_a_time = workdir / "tap-1.json"
     one_at_a_time.write_text(json.dumps({**config, "max_concurrent_requests": 1}))
+    batches = workdir / "tap-batch.json"
+    batch_config = {
+        "encoding": {"format": "jsonl", "compression": "gzip"},
+        "storage": {"root": str(workdir / "batches")},
+        "batch_size": 50_000,  # as meltano.yml ships it
+    }
+    batches.write_text(json.dumps({**config, "batch_config": batch_config}))
     runs = {
         "raw requests loop": [
             str(BIN / "python"),
@@ -77,6 +86,7 @@ def contenders(config: dict, workdir: Path) -> dict[str, list[str]]:
             str(tap_config),
         ],
         TAP: [str(BIN / "tap-filestore"), "--config", str(tap_config)],
+        TAP_BATCH: [str(BIN / "tap-filestore"), "--config", str(batches)],
         "tap-filestore, 1 in flight": [
             str(BIN / "tap-filestore"),
             "--config",
@@ -124,13 +134,13 @@ def contenders(config: dict, workdir: Path) -> dict[str, list[str]]:
 
 def rounds(
     runs: dict[str, list[str]], repeat: int
-) -> tuple[dict[str, list[tuple[float, float]]], dict[str, str]]:
-    """Run every contender once per round; return (wall, RSS) per run, and failures.
+) -> tuple[dict[str, list[tuple[float, float, float]]], dict[str, str]]:
+    """Run every contender once per round; return (wall, CPU, RSS) and failures.
 
     Rounds interleave the contenders, so a slow spell of a shared machine
     slows all of them rather than one. A contender that fails is not run again.
     """
-    measured: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    measured: dict[str, list[tuple[float, float, float]]] = {name: [] for name in runs}
     failed: dict[str, str] = {}
     for _ in range(repeat):
         for name, argv in runs.items():
@@ -183,10 +193,14 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, {platform.platform()}; sandbox latency "
         f"{args.latency * 1000:.0f} ms/page, page size {PAGE}; best of "
-        f"{args.repeat} rounds (slowest round in brackets)\n"
+        f"{args.repeat} rounds (slowest round in brackets; CPU seconds: the "
+        "least of the rounds)\n"
     )
-    print("| contender | files | seconds | records/s | requests/s | peak RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| contender | files | seconds | CPU seconds | records/s | requests/s "
+        "| peak RSS MB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     results: dict[tuple[str, int], tuple[float, float]] = {}
     for files in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -198,14 +212,18 @@ def main() -> None:
                 requests_made = math.ceil(files / PAGE) + 1
                 for name in runs:
                     if name in failed:
-                        print(f"| {name} | {files:,} | failed: {failed[name]} | | | |")
+                        print(
+                            f"| {name} | {files:,} | failed: {failed[name]} | | | | |"
+                        )
                         continue
-                    best = min(wall for wall, _ in measured[name])
-                    worst = max(wall for wall, _ in measured[name])
-                    rss = max(rss for _, rss in measured[name])
+                    best = min(wall for wall, _, _ in measured[name])
+                    worst = max(wall for wall, _, _ in measured[name])
+                    cpu = min(cpu for _, cpu, _ in measured[name])
+                    rss = max(rss for _, _, rss in measured[name])
                     results[name, files] = (files / best, rss)
                     print(
                         f"| {name} | {files:,} | {best:.2f} ({worst:.2f}) | "
+                        f"{cpu:.1f} | "
                         f"{files / best:,.0f} | {requests_made / best:,.0f} | "
                         f"{rss:.0f} |",
                         flush=True,
@@ -215,7 +233,7 @@ def main() -> None:
                 )
                 name = "sandbox ceiling (2 raw loops at once)"
                 print(
-                    f"| {name} | {2 * files:,} | {two:.2f} | "
+                    f"| {name} | {2 * files:,} | {two:.2f} | | "
                     f"{2 * files / two:,.0f} | {2 * requests_made / two:,.0f} | |",
                     flush=True,
                 )
