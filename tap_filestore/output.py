@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import typing as t
+from datetime import datetime, timezone
 
+import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib import SingerMessageType
 from typing_extensions import override
@@ -12,10 +14,13 @@ from typing_extensions import override
 from tap_filestore.stopping import output_closed
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from singer_sdk.singerlib.encoding.simple import Message
 
 #: RECORD bytes gathered before they are written out.
 BLOCK_BYTES = 64 * 1024
+_ENCODER = msgspec.json.Encoder()
 
 
 class BufferedMsgSpecWriter(MsgSpecWriter):
@@ -43,6 +48,27 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
             or len(self._waiting) >= BLOCK_BYTES
         ):
             self.flush()
+
+    def write_records(
+        self, stream: str, records: Iterable[dict[str, t.Any]], version: int | None
+    ) -> None:
+        """Write RECORD messages for `records`, as `write_message` would.
+
+        The same lines, without a message object and its dict for each record.
+        """
+        waiting, encode, now = self._waiting, _ENCODER.encode_into, datetime.now
+        message: dict[str, t.Any] = {"type": "RECORD", "stream": stream, "record": None}
+        if version is not None:
+            message["version"] = version
+        for record in records:
+            message["record"] = record
+            message["time_extracted"] = now(timezone.utc)
+            encode(message, waiting, -1)
+            waiting += b"\n"
+            if len(waiting) >= BLOCK_BYTES:
+                self.flush()
+        if message["record"] is not None:
+            self.last_type = SingerMessageType.RECORD
 
     def flush(self) -> None:
         """Write out the waiting messages and flush stdout.

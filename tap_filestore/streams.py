@@ -33,9 +33,8 @@ from tap_filestore.pagination import FilesPaginator, Page, decode_page
 from tap_filestore.progress import SyncProgress
 from tap_filestore.sdk_private import (
     SIGNPOST,
-    DirectRecordMessages,
+    LeanRecordSync,
     drop_progress_bookmark,
-    progress_bookmark,
     record_chunks,
     seed_progress_bookmark,
     set_table_version,
@@ -62,7 +61,7 @@ if t.TYPE_CHECKING:
     from tap_filestore.sdk_private import BatchConfig, BatchEncoding
 
 
-class FilesStream(DirectRecordMessages, RESTStream[int]):
+class FilesStream(LeanRecordSync, RESTStream[int]):
     """Every file of the account: `/v1/files`, upserted on `file_id`.
 
     Its pages come from the request path's owner (`FilesClient`), which the
@@ -107,6 +106,8 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
     _version_to_activate: int | None = None
     #: The first file whose text had to be replaced this sync, if any.
     _replaced_text_in: str | None = None
+    #: The greatest `modified_at` emitted this sync (both parts of a resumed one).
+    _newest: str | None = None
 
     def __init__(
         self, tap: Tap, client: FilesClient, writer: BufferedMsgSpecWriter
@@ -229,6 +230,7 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
             format_instant(datetime.now(timezone.utc))
         )
         self._replaced_text_in, self._last_page = None, None
+        self._newest = resume.seen if resume else None
         self._start_offset, self._shrank_before = 0, False
         self._last_state_at = self.client.clock.monotonic()
         self._emitted_at_state = self.progress.emitted
@@ -284,7 +286,7 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         finally:
             self._batching = False
         # The records ran out after the last BATCH: the state is final now.
-        self.writer.write_message(StateMessage(value=self.tap_state))
+        self.write_state()
         self._activate_version()
 
     def _batch_metadata(self, started_ms: int) -> dict[str, t.Any]:
@@ -317,7 +319,7 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         """
         super().finalize_state_progress_markers(state)
         if self.writer.last_type != SingerMessageType.STATE:
-            self.writer.write_message(StateMessage(value=self.tap_state))
+            self.write_state()
 
     def _activate_version(self) -> None:
         """Send the ACTIVATE_VERSION a sync that carried every file has earned."""
@@ -373,7 +375,7 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
             started=t.cast("str", self._started),
             since=self._since,
             version=table_version(self),
-            seen=progress_bookmark(state),
+            seen=self._newest,
             shrank=t.cast("FilesPaginator", self.paginator).listing_shrank,
         ).write(state)
         now, emitted = self.client.clock.monotonic(), self.progress.emitted
@@ -382,7 +384,7 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
             or now - self._last_state_at >= CHECKPOINT_EVERY_S
         ):
             self._last_state_at, self._emitted_at_state = now, emitted
-            self.writer.write_message(StateMessage(value=self.tap_state))
+            self.write_state()
 
     def _find_checkpoint(
         self, context: Context | None, resume: Checkpoint
@@ -442,10 +444,21 @@ class FilesStream(DirectRecordMessages, RESTStream[int]):
         self, row: dict[str, t.Any], context: Context | None = None
     ) -> dict[str, t.Any] | None:
         modified = row["modified_at"]
-        if self._since and modified is not None and modified < self._since:
-            return None
+        if modified is not None:
+            if self._since and modified < self._since:
+                return None
+            if self._newest is None or modified > self._newest:
+                self._newest = modified
         self.progress.emitted += 1
         return row
+
+    @override
+    def write_records(self, records: Iterator[dict[str, t.Any]]) -> None:
+        self.writer.write_records(self.name, records, table_version(self))
+
+    def write_state(self) -> None:
+        """Write a STATE message with the tap's state now."""
+        self.writer.write_message(StateMessage(value=self.tap_state))
 
     @override
     def generate_child_contexts(

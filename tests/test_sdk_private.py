@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -65,39 +66,82 @@ def test_a_seeded_progress_bookmark_is_what_the_sdk_finalizes(
 
     sdk_private.seed_progress_bookmark(stream, None, "2024-01-01T00:00:00+00:00")
 
-    assert sdk_private.progress_bookmark(state) == "2024-01-01T00:00:00+00:00"
+    markers = state[sdk_private.PROGRESS_MARKERS]
+    assert markers["replication_key_value"] == "2024-01-01T00:00:00+00:00"
     _state.finalize_state_progress_markers(state)
     assert state["replication_key_value"] == "2024-01-01T00:00:00+00:00"
 
 
-def test_the_sdk_still_builds_record_messages_in_the_method_the_tap_replaces() -> None:
-    method = getattr(Stream, "_generate_record_messages", None)
+def test_the_sdk_still_syncs_records_in_the_method_the_tap_replaces() -> None:
+    method = getattr(Stream, "_sync_records", None)
     assert method is not None, (
-        "singer-sdk removed Stream._generate_record_messages: "
-        "sdk_private.DirectRecordMessages no longer replaces anything"
+        "singer-sdk removed Stream._sync_records: "
+        "sdk_private.LeanRecordSync no longer replaces anything"
     )
-    assert list(inspect.signature(method).parameters) == ["self", "record"], (
-        "singer-sdk changed Stream._generate_record_messages(record)"
+    assert list(inspect.signature(method).parameters) == [
+        "self",
+        "context",
+        "write_messages",
+    ], "singer-sdk changed Stream._sync_records(context, *, write_messages)"
+    assert "self._sync_records(context=context)" in inspect.getsource(Stream.sync), (
+        "singer-sdk's Stream.sync no longer syncs records through _sync_records"
     )
-    assert "_stream_version" in inspect.getsource(method), (
-        "singer-sdk no longer stamps RECORDs with Stream._stream_version"
+    assert "self._write_state_message()" in inspect.getsource(method), (
+        "singer-sdk's record loop no longer ends on Stream._write_state_message"
     )
 
 
-def test_the_direct_record_message_is_the_one_the_sdk_would_build(
+def test_the_lean_record_line_is_the_one_the_sdk_would_write(
     config: dict[str, Any],
 ) -> None:
     stream = files_stream(config)
     sdk_private.set_table_version(stream, 1234)
     assert stream.records_go_out_as_they_are
 
-    (direct,) = stream._generate_record_messages(dict(RECORD))
     (sdk,) = Stream._generate_record_messages(stream, dict(RECORD))
+    with captured_stdout() as out:
+        stream.writer.write_records("files", iter([dict(RECORD)]), 1234)
+        stream.writer.flush()
+    lean = json.loads(out.getvalue())
 
-    assert direct.to_dict() | {"time_extracted": None} == sdk.to_dict() | {
-        "time_extracted": None
-    }, "singer-sdk builds RECORD messages differently now"
-    assert direct.version == 1234
+    expected = json.loads(stream.writer.format_message(sdk))
+    assert lean | {"time_extracted": None} == expected | {"time_extracted": None}, (
+        "singer-sdk builds RECORD messages differently now"
+    )
+    assert lean["version"] == 1234
+    assert datetime.fromisoformat(lean["time_extracted"]).utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("bookmark", [None, "2024-03-01T00:00:00+00:00"])
+def test_the_lean_record_loop_writes_what_the_sdks_loop_writes(
+    sandbox: Sandbox, config: dict[str, Any], bookmark: str | None
+) -> None:
+    def sync(lean: bool) -> tuple[list[dict[str, Any]], TapState]:
+        tap = TapFileStore(
+            config=config,
+            state=state_at(bookmark) if bookmark else {},
+            parse_env_config=False,
+        )
+        stream = tap.streams["files"]
+        stream.records_go_out_as_they_are = lean  # type: ignore[attr-defined]
+        with captured_stdout() as out:
+            tap.sync_all()
+        messages = [json.loads(line) for line in out.getvalue().splitlines()]
+        # The table version is the sync's start (ms): one per sync, or none.
+        versions = {message.pop("version", None) for message in messages}
+        assert len(versions - {None}) == (0 if bookmark else 1)
+        for message in messages:
+            message.pop("time_extracted", None)
+            message.get("value", {}).get("bookmarks", {}).get("files", {}).pop(
+                sdk_private.SIGNPOST, None
+            )
+        return messages, tap.state
+
+    lean, lean_state = sync(lean=True)
+    sdk, sdk_state = sync(lean=False)
+    assert [m["type"] for m in lean].count("RECORD") > 100
+    assert lean == sdk, "the lean loop and the SDK's loop write different messages"
+    assert lean_state == sdk_state
 
 
 def test_the_table_version_starts_unset_and_is_what_the_sdk_stamps(
