@@ -10,6 +10,7 @@ dropped on any redirect that leaves the session's origin.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -89,18 +90,26 @@ def _shut(connection: HTTPConnection) -> None:
 
 
 class _Watchdog:
-    """One thread that expires the watches whose deadline has passed."""
+    """One thread that expires the watches whose deadline has passed.
+
+    It is woken only for a deadline earlier than the one it sleeps until: a
+    request after request (each deadline later than the last) costs no wake-up.
+    Idle, it wakes every `IDLE_WAKE_S`.
+    """
+
+    IDLE_WAKE_S = 1.0
 
     def __init__(self) -> None:
         self._wake = threading.Condition()
         self._running: set[_Watch] = set()
         self._thread: threading.Thread | None = None
+        self._wakes_at = -math.inf
 
     def arm(self, watch: _Watch) -> None:
         with self._wake:
-            if all(watch.deadline < other.deadline for other in self._running):
-                self._wake.notify()  # the earliest deadline now
             self._running.add(watch)
+            if watch.deadline < self._wakes_at:
+                self._wake.notify()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="request-deadlines", daemon=True
@@ -126,8 +135,11 @@ class _Watchdog:
                 for watch in [w for w in self._running if w.deadline <= now]:
                     self._running.discard(watch)
                     watch.expire()
-                deadlines = [watch.deadline for watch in self._running]
-                self._wake.wait(min(deadlines) - now if deadlines else None)
+                self._wakes_at = min(
+                    (watch.deadline for watch in self._running),
+                    default=now + self.IDLE_WAKE_S,
+                )
+                self._wake.wait(self._wakes_at - now)
 
 
 _WATCHDOG = _Watchdog()
