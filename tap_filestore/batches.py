@@ -104,8 +104,16 @@ class BatchFiles:
         suffix = ".json.gz" if self.gzip else ".json"
         self._names = (f"{prefix or ''}part-{n}{suffix}" for n in itertools.count(1))
 
-    def write(self, records: Iterable[dict[str, t.Any]]) -> str:
-        """Write one file of `records`, a few at a time; return its file:// URL."""
+    def write(
+        self, records: Iterable[dict[str, t.Any]], extra: dict[str, t.Any]
+    ) -> str:
+        """Write one file of `records`, a few at a time; return its file:// URL.
+
+        Each record's line also holds the fields of `extra`, which are added
+        to the encoded lines, not to each record.
+        """
+        # A line is a record's object (never empty), and "}\n" only ends one.
+        tail = b"," + _ENCODER.encode(extra)[1:] + b"\n"
         path = self.folder / next(self._names)
         part = path.with_name(path.name + ".part")
         records = iter(records)
@@ -120,7 +128,8 @@ class BatchFiles:
                 )
                 with packed as sink:
                     while group := list(itertools.islice(records, WRITE_GROUP)):
-                        sink.write(_ENCODER.encode_lines(group))
+                        lines = _ENCODER.encode_lines(group)
+                        sink.write(lines.replace(b"}\n", tail) if extra else lines)
             part.replace(path)
         except BaseException:
             part.unlink(missing_ok=True)

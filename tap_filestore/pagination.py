@@ -58,19 +58,13 @@ def decode_page(response: requests.Response, offset: int) -> Page:
         msg = f"{where} has no `files` list. Check base_url points at the files API."
         raise MalformedPageError(msg)
     for position, record in enumerate(files):
-        file_id = record.get("file_id") if isinstance(record, dict) else None
-        if not _usable_id(file_id):
+        # A non-empty string or an integer (JSON gives these exact types).
+        file_id = record.get("file_id") if type(record) is dict else None
+        if not ((type(file_id) is str and file_id) or type(file_id) is int):
             msg = f"{where} has a file without `file_id` (item {position})."
             raise MalformedPageError(msg)
     total = body.get("total")
     return Page(offset, files, total if isinstance(total, int) else None)
-
-
-def _usable_id(file_id: object) -> bool:
-    """Return whether `file_id` is a non-empty string or an integer."""
-    if isinstance(file_id, bool):
-        return False
-    return isinstance(file_id, int) or (isinstance(file_id, str) and file_id != "")
 
 
 class FilesPaginator(OffsetPaginator):

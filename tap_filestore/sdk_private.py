@@ -56,20 +56,18 @@ def record_chunks(
 
     What `Stream._sync_records(write_messages=False)` (the loop the SDK's own
     `get_batches` batches) does for a stream without partitions or children,
-    but with the bookmark advanced once a chunk, to the chunk's greatest
-    value, instead of once a record: the same state after every chunk for a
-    fifth less of the tap's time. Each chunk is an iterator, so that a chunk
-    need not be held in memory: take all of it before asking for the next
-    (the bookmark advances when it runs out). The bookmark is finalized when
-    the records run out. A dry run (`--test`) keeps the SDK's loop, which
-    enforces its limit.
+    except the bookmark: the stream advances it itself, as its records go out
+    (`advance_progress_bookmark`), instead of the SDK once a record, most of
+    the tap's time per record. Each chunk is an iterator, so that a chunk need
+    not be held in memory: take all of it before asking for the next. The
+    bookmark is finalized when the records run out. A dry run (`--test`)
+    keeps the SDK's loop, which enforces its limit.
     """
     if stream.ABORT_AT_RECORD_COUNT is not None:
         loop = iter(stream._sync_records(context, write_messages=False))  # noqa: SLF001
         while chunk := list(itertools.islice(loop, size)):
             yield iter(chunk)
         return
-    key = stream.replication_key if stream.replication_method == "INCREMENTAL" else None
     stream._write_starting_replication_value(context)  # noqa: SLF001
     records = (
         record
@@ -78,44 +76,31 @@ def record_chunks(
         if (record := stream.post_process(t.cast("dict[str, t.Any]", row), context))
         is not None
     )
-    state = stream.get_context_state(context)
     with stream.get_record_counter() as counter, stream.get_sync_timer():
-        # `islice` pulls no record past the chunk: the state after it covers
-        # exactly the chunks taken so far.
+        # `islice` pulls no record past the chunk.
         for first in records:
-            rest = itertools.islice(records, size - 1)
-            yield _chunk(stream, context, key, counter, itertools.chain((first,), rest))
-    stream._finalize_state(state)  # noqa: SLF001
+            yield _counted(counter, itertools.chain((first,), records), size)
+    stream._finalize_state(stream.get_context_state(context))  # noqa: SLF001
 
 
-def _chunk(
-    stream: Stream,
-    context: Context | None,
-    key: str | None,
-    counter: metrics.Counter,
-    records: Iterator[dict[str, t.Any]],
+def _counted(
+    counter: metrics.Counter, records: Iterator[dict[str, t.Any]], size: int
 ) -> Iterator[dict[str, t.Any]]:
-    """Yield a chunk's records; once all are out, advance the bookmark past them."""
-    newest = None
+    """Yield the first `size` records; count them once all are out."""
     count = 0
-    for record in records:
-        count += 1
-        if (
-            key
-            and (value := record[key]) is not None
-            and (newest is None or value > newest)
-        ):
-            newest = value
+    for count, record in enumerate(itertools.islice(records, size), 1):  # noqa: B007
         yield record
-    if key and newest is not None:
-        stream._increment_stream_state({key: newest}, context=context)  # noqa: SLF001
     counter.increment(count)
 
 
-def seed_progress_bookmark(stream: Stream, context: Context | None, value: str) -> None:
-    """Count `value` as seen this sync (what a resumed sync's first part saw).
+def advance_progress_bookmark(
+    stream: Stream, context: Context | None, value: str
+) -> None:
+    """Count `value` as seen this sync, as the SDK does for each record.
 
-    The SDK drops the progress markers of the state a sync starts from.
+    The greatest value counted is the bookmark once the sync is finalized. A
+    resumed sync counts what its first part saw: the SDK drops the progress
+    markers of the state a sync starts from.
     """
     key = t.cast("str", stream.replication_key)
     stream._increment_stream_state({key: value}, context=context)  # noqa: SLF001

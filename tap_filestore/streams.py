@@ -34,9 +34,9 @@ from tap_filestore.progress import SyncProgress
 from tap_filestore.sdk_private import (
     SIGNPOST,
     LeanRecordSync,
+    advance_progress_bookmark,
     drop_progress_bookmark,
     record_chunks,
-    seed_progress_bookmark,
     set_table_version,
     table_version,
     write_activate_version,
@@ -198,6 +198,7 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
             # The SDK skips a STATE equal to the one before: do not leave the
             # last RECORDs waiting for one.
             self.writer.flush()
+        self._advance_bookmark(context)
         paginator = t.cast("FilesPaginator", self.paginator)
         if not (shortfall := paginator.shortfall()):
             state.pop(CHECKPOINT, None)  # the sync is complete
@@ -239,7 +240,7 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
             self._start_offset = start
             fresh_start, version = resume.version is not None, resume.version
             if resume.seen and self.replication_method == "INCREMENTAL":
-                seed_progress_bookmark(self, context, resume.seen)
+                advance_progress_bookmark(self, context, resume.seen)
         if fresh_start:
             set_table_version(self, version or int(time.time() * 1000))
         return fresh_start
@@ -282,7 +283,7 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
         try:
             for chunk in record_chunks(self, context, batch_config.batch_size):
                 metadata = self._batch_metadata(started_ms)
-                yield encoding, [files.write(_with(metadata, chunk))]
+                yield encoding, [files.write(chunk, metadata)]
         finally:
             self._batching = False
         # The records ran out after the last BATCH: the state is final now.
@@ -367,6 +368,7 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
 
     def _checkpoint(self, page: Page, file_id: str) -> None:
         """Record that every file up to `page`'s last is out; STATE when due."""
+        self._advance_bookmark(None)
         state = self.get_context_state(None)
         Checkpoint(
             offset=page.end,
@@ -385,6 +387,11 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
         ):
             self._last_state_at, self._emitted_at_state = now, emitted
             self.write_state()
+
+    def _advance_bookmark(self, context: Context | None) -> None:
+        """Count the greatest `modified_at` out so far towards the bookmark."""
+        if self._newest is not None and self.replication_method == "INCREMENTAL":
+            advance_progress_bookmark(self, context, self._newest)
 
     def _find_checkpoint(
         self, context: Context | None, resume: Checkpoint
@@ -534,28 +541,21 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
         return format_instant(max(candidates)) if candidates else None
 
 
-def _with(
-    metadata: dict[str, t.Any], records: Iterable[dict[str, t.Any]]
-) -> Iterator[dict[str, t.Any]]:
-    """Yield each record with `metadata` added."""
-    for record in records:
-        record.update(metadata)
-        yield record
-
-
 def _normalized(record: dict[str, t.Any]) -> dict[str, t.Any]:
     """Return the record with every property present and date-times normalized.
 
     Raises:
         ValueError: If `file_name` is not a string or a date-time is not ISO 8601.
     """
-    name = record.get("file_name")
-    if name is not None and not isinstance(name, str):
+    file_id, name = record["file_id"], record.get("file_name")
+    if type(file_id) is not str:
+        file_id = str(file_id)
+    if name is not None and type(name) is not str:
         msg = f"file_name {name!r} is not a string"
         raise ValueError(msg)
     return {
-        "file_id": _encodable(str(record["file_id"])),
-        "file_name": None if name is None else _encodable(name),
+        "file_id": file_id if file_id.isascii() else _encodable(file_id),
+        "file_name": name if name is None or name.isascii() else _encodable(name),
         "created_at": normalize(record.get("created_at")),
         "modified_at": normalize(record.get("modified_at")),
     }

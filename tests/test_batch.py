@@ -147,6 +147,23 @@ def test_an_incremental_batch_sync_carries_only_what_changed(
     assert without_folder(messages[-1]["value"]) == expected.state
 
 
+def test_a_deletion_during_a_batch_sync_keeps_the_bookmark_as_in_record_mode(
+    api: Sandbox, tmp_path: Path
+) -> None:
+    config = api.config(batch_config=batch_config(tmp_path / "batches"))
+    previous = sync(api.config())
+    api.dataset.touch([100, 2400])  # both changed since the bookmark
+    api.inject("call", skip=1, action=lambda: api.dataset.delete([10]))
+
+    code, messages, stderr = run(config, tmp_path, state=previous.state)
+
+    assert code == 0, stderr[-2000:]
+    assert "the bookmark stays where this sync started" in stderr
+    final = messages[-1]["value"]["bookmarks"]["files"]
+    assert final["replication_key_value"] == previous.bookmark
+    assert "progress_markers" not in final
+
+
 def test_a_batch_sync_that_fails_announces_only_finished_files_and_keeps_its_bookmark(
     api: Sandbox, tmp_path: Path
 ) -> None:
@@ -229,7 +246,7 @@ def test_a_file_that_cannot_be_written_leaves_nothing_behind(
 
     monkeypatch.setattr(gzip.GzipFile, "write", disk_full)
     with pytest.raises(OSError, match="No space"):
-        files.write([{"file_id": "a"}])
+        files.write([{"file_id": "a"}], {})
     assert list(tmp_path.iterdir()) == []
 
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tap_filestore import streams
 from tap_filestore.errors import RetriesExhaustedError
-from tap_filestore.streams import FilesStream
 from tap_filestore.tap import TapFileStore
 from tests.conftest import captured_stdout, expected_records, state_at, sync
 
@@ -37,8 +37,8 @@ def claimed_bookmarks(messages: list[dict[str, Any]]) -> set[str | None]:
 
 @pytest.fixture
 def frequent_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Write interim STATE every 50 records, not every 10,000."""
-    monkeypatch.setattr(FilesStream, "STATE_MSG_FREQUENCY", 50)
+    """Write interim STATE (with a checkpoint) every page, not every 10,000 records."""
+    monkeypatch.setattr(streams, "CHECKPOINT_EVERY_RECORDS", 50)
 
 
 @pytest.mark.usefixtures("frequent_state")

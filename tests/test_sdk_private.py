@@ -64,7 +64,7 @@ def test_a_seeded_progress_bookmark_is_what_the_sdk_finalizes(
     stream = files_stream(config)
     state = stream.get_context_state(None)
 
-    sdk_private.seed_progress_bookmark(stream, None, "2024-01-01T00:00:00+00:00")
+    sdk_private.advance_progress_bookmark(stream, None, "2024-01-01T00:00:00+00:00")
 
     markers = state[sdk_private.PROGRESS_MARKERS]
     assert markers["replication_key_value"] == "2024-01-01T00:00:00+00:00"
