@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import msgspec
 from singer_sdk.pagination import OffsetPaginator
 from typing_extensions import override
 
@@ -43,7 +44,7 @@ def decode_page(response: requests.Response, offset: int) -> Page:
     """
     where = f"The page at offset {offset} of {urlsplit(response.url).path}"
     try:
-        body = json.loads(response.content)
+        body = _decode(response.content)
     except ValueError as exc:
         msg = f"{where} is not JSON ({exc}). The API or a proxy sent an error page."
         raise MalformedPageError(msg) from exc
@@ -65,6 +66,18 @@ def decode_page(response: requests.Response, offset: int) -> Page:
             raise MalformedPageError(msg)
     total = body.get("total")
     return Page(offset, files, total if isinstance(total, int) else None)
+
+
+def _decode(content: bytes) -> t.Any:
+    """Decode JSON: with msgspec, twice as fast, or else (lone surrogates) json."""
+    try:
+        return _DECODER.decode(content)
+    except msgspec.DecodeError:
+        # json reads the escape of a lone surrogate too, and says what is wrong.
+        return json.loads(content)
+
+
+_DECODER = msgspec.json.Decoder()
 
 
 class FilesPaginator(OffsetPaginator):
