@@ -4,7 +4,8 @@ Every contender loads every file into an empty schema of one throwaway
 PostgreSQL 15 (started here, as the tests start theirs); rounds interleave the
 contenders, and after each run the table is checked row for row (ids, names,
 how many `modified_at` are set). Wall time per job; CPU seconds and peak RSS
-per process (sampled from /proc), and the database's CPU seconds.
+per process (sampled from /proc), and the database's CPU seconds; and the
+batch files a job leaves on disk (which the next run, given its state, deletes).
 """
 
 from __future__ import annotations
@@ -60,6 +61,26 @@ class Usage:
     wall: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
     rss: dict[str, float] = field(default_factory=dict)
+    #: MB of batch files the job left on disk.
+    disk: float = 0.0
+
+
+#: Where BATCH jobs write: meltano.yml's default, and the explicit job's.
+BATCH_ROOTS = (ROOT / ".meltano" / "batches",)
+
+
+def run_folders(roots: tuple[Path, ...]) -> set[Path]:
+    """The batch run folders under `roots`."""
+    return {p for root in roots if root.is_dir() for p in root.iterdir()}
+
+
+def take_new_folders(before: set[Path], roots: tuple[Path, ...]) -> float:
+    """Return the MB of run folders made since `before`, and delete them."""
+    size = 0
+    for folder in run_folders(roots) - before:
+        size += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+    return size / 2**20
 
 
 def _stat(pid: int) -> list[str]:
@@ -304,13 +325,15 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; PostgreSQL 15 (fsync off), sandbox pages "
         f"pre-rendered; best of {args.repeat} rounds (slowest in brackets); CPU "
-        "seconds and peak RSS MB of the best round\n"
+        "seconds, peak RSS MB and batch files left on disk of the best round (a "
+        "job's new batch folders are measured after it, then deleted)\n"
     )
     print(
         "| job | files | seconds | files/s | dlt / job | CPU s: tap / target / "
-        "meltano / dlt / database | peak RSS MB: tap / target / meltano / dlt |"
+        "meltano / dlt / database | peak RSS MB: tap / target / meltano / dlt "
+        "| batch files left MB |"
     )
-    print("|---|---:|---:|---:|---:|---|---|")
+    print("|---|---:|---:|---:|---:|---|---|---:|")
     # SIGTERM and SIGINT stop the benchmark, its jobs, sandbox and cluster.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -333,11 +356,13 @@ def main() -> None:
                                 continue
                             with cluster.connect(DATABASE) as conn:
                                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-                            shutil.rmtree(workdir / "batches", ignore_errors=True)
+                            roots = (*BATCH_ROOTS, workdir / "batches")
+                            before = run_folders(roots)
                             try:
                                 usage = run_job(
                                     argv_list, env, cluster, workdir / "job.log"
                                 )
+                                usage.disk = take_new_folders(before, roots)
                                 loaded = loaded_table(cluster, schema)
                             except Exception as exc:  # noqa: BLE001
                                 failed[name] = str(exc)
@@ -371,7 +396,7 @@ def report(
     dlt = min((u.wall for u in measured.get(DLT, [])), default=None)
     for name in runs:
         if name in failed:
-            print(f"| {name} | {files:,} | failed: {failed[name]} | | | | |")
+            print(f"| {name} | {files:,} | failed: {failed[name]} | | | | | |")
             continue
         best = min(measured[name], key=lambda u: u.wall)
         worst = max(u.wall for u in measured[name])
@@ -384,7 +409,8 @@ def report(
         ratio = f"{dlt / best.wall:.2f}x" if dlt else ""
         print(
             f"| {name} | {files:,} | {best.wall:.1f} ({worst:.1f}) | "
-            f"{files / best.wall:,.0f} | {ratio} | {cpu} | {rss} |",
+            f"{files / best.wall:,.0f} | {ratio} | {cpu} | {rss} | "
+            f"{best.disk:.0f} |",
             flush=True,
         )
 
