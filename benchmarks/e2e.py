@@ -34,16 +34,14 @@ from bench import BIN, start_sandbox  # noqa: E402
 from tap_filestore.sandbox.dataset import Dataset  # noqa: E402
 from tests.postgres import Cluster, start_cluster  # noqa: E402
 
-TARGET = ROOT / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin"
 DLT_PYTHON = ROOT / "benchmarks" / ".venv-dlt" / "bin" / "python"
 DATABASE = "bench"
 TICKS = os.sysconf("SC_CLK_TCK")
-MELTANO = "meltano run tap-filestore target-postgres (as shipped)"
-MELTANO_BATCH = "meltano run, BATCH files (jsonl, gzip)"
-#: Records per batch file in the BATCH job.
-BATCH_SIZE = 50_000
-PIPE = "tap-filestore piped to target-postgres (target defaults)"
+MELTANO = "meltano run tap-filestore target-postgres (as shipped: BATCH files)"
+RECORDS = "meltano run tap-filestore--records target-postgres (RECORD messages)"
 DLT = "dlt rest_api_source -> postgres (merge)"
+#: The jobs by the short names `--jobs` takes.
+JOB_NAMES = {"shipped": MELTANO, "records": RECORDS, "dlt": DLT}
 #: Process roles, by what their command line holds (first match wins).
 ROLES = (
     ("bin/meltano", "meltano"),
@@ -64,8 +62,13 @@ class Usage:
     #: MB of batch files the job left on disk.
     disk: float = 0.0
 
+    @property
+    def peak(self) -> float:
+        """The job's processes' peak RSS added up (an upper bound of its peak)."""
+        return sum(self.rss.values())
 
-#: Where BATCH jobs write: meltano.yml's default, and the explicit job's.
+
+#: Where BATCH jobs write: meltano.yml's default.
 BATCH_ROOTS = (ROOT / ".meltano" / "batches",)
 
 
@@ -248,54 +251,24 @@ def jobs(config: dict, cluster: Cluster, workdir: Path) -> dict[str, tuple]:
         "password": "unused-with-trust-auth",
         "database": DATABASE,
     }
-    target_config = workdir / "target.json"
-    target_config.write_text(
-        json.dumps({**connection, "default_target_schema": "bench_pipe"})
-    )
     meltano_env = {
         "MELTANO_DATABASE_URI": f"sqlite:///{workdir / 'meltano.db'}",
         "MELTANO_ENVIRONMENT": "sandbox",
         "TAP_FILESTORE_BASE_URL": config["base_url"],
         "TAP_FILESTORE_CLIENT_SECRET": config["client_secret"],
         **{f"TARGET_POSTGRES_{k.upper()}": str(v) for k, v in connection.items()},
-        "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": "bench_meltano",
     }
-    meltano_run = [
-        str(BIN / "meltano"),
-        "run",
-        "--full-refresh",
-        "tap-filestore",
-        "target-postgres",
-    ]
+
+    def meltano_run(
+        extractor: str, schema: str
+    ) -> tuple[list[list[str]], dict[str, str], str]:
+        argv = [str(BIN / "meltano"), "run", "--full-refresh", extractor]
+        env = {**meltano_env, "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema}
+        return [[*argv, "target-postgres"]], env, schema
+
     runs = {
-        MELTANO: (
-            [meltano_run],
-            meltano_env,
-            "bench_meltano",
-        ),
-        MELTANO_BATCH: (
-            [meltano_run],
-            {
-                **meltano_env,
-                "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": "bench_batch",
-                "TAP_FILESTORE_BATCH_CONFIG": json.dumps(
-                    {
-                        "encoding": {"format": "jsonl", "compression": "gzip"},
-                        "storage": {"root": (workdir / "batches").as_uri()},
-                        "batch_size": BATCH_SIZE,
-                    }
-                ),
-            },
-            "bench_batch",
-        ),
-        PIPE: (
-            [
-                [str(BIN / "tap-filestore"), "--config", str(tap_config)],
-                [str(TARGET / "target-postgres"), "--config", str(target_config)],
-            ],
-            {},
-            "bench_pipe",
-        ),
+        MELTANO: meltano_run("tap-filestore", "bench_meltano"),
+        RECORDS: meltano_run("tap-filestore--records", "bench_records"),
     }
     if DLT_PYTHON.exists():
         url = f"postgresql://postgres:unused@127.0.0.1:{cluster.port}/{DATABASE}"
@@ -320,6 +293,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", nargs="*", type=int, default=[100_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=2, help="rounds per size")
+    parser.add_argument(
+        "--jobs",
+        default=",".join(JOB_NAMES),
+        help=f"the jobs to run, comma-separated, of {', '.join(JOB_NAMES)}",
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -331,9 +309,10 @@ def main() -> None:
     print(
         "| job | files | seconds | files/s | dlt / job | CPU s: tap / target / "
         "meltano / dlt / database | peak RSS MB: tap / target / meltano / dlt "
-        "| batch files left MB |"
+        "(the job's) | batch files left MB |"
     )
     print("|---|---:|---:|---:|---:|---|---|---:|")
+    chosen = {JOB_NAMES[name.strip()] for name in args.jobs.split(",")}
     # SIGTERM and SIGINT stop the benchmark, its jobs, sandbox and cluster.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -347,7 +326,11 @@ def main() -> None:
                 workdir = Path(tmp)
                 server, config = start_sandbox(files, 0.0, workdir)
                 try:
-                    runs = jobs(config, cluster, workdir)
+                    runs = {
+                        name: job
+                        for name, job in jobs(config, cluster, workdir).items()
+                        if name in chosen
+                    }
                     measured: dict[str, list[Usage]] = {name: [] for name in runs}
                     failed: dict[str, str] = {}
                     for _ in range(args.repeat):
@@ -356,13 +339,12 @@ def main() -> None:
                                 continue
                             with cluster.connect(DATABASE) as conn:
                                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-                            roots = (*BATCH_ROOTS, workdir / "batches")
-                            before = run_folders(roots)
+                            before = run_folders(BATCH_ROOTS)
                             try:
                                 usage = run_job(
                                     argv_list, env, cluster, workdir / "job.log"
                                 )
-                                usage.disk = take_new_folders(before, roots)
+                                usage.disk = take_new_folders(before, BATCH_ROOTS)
                                 loaded = loaded_table(cluster, schema)
                             except Exception as exc:  # noqa: BLE001
                                 failed[name] = str(exc)
@@ -406,6 +388,7 @@ def report(
             f"{best.cpu[r]:.1f}" if r in best.cpu else "-" for r in (*roles, "database")
         )
         rss = " / ".join(f"{best.rss[r]:.0f}" if r in best.rss else "-" for r in roles)
+        rss += f" ({best.peak:.0f})"
         ratio = f"{dlt / best.wall:.2f}x" if dlt else ""
         print(
             f"| {name} | {files:,} | {best.wall:.1f} ({worst:.1f}) | "
@@ -418,7 +401,14 @@ def report(
 def summary(sizes: list[int], best_of: dict[tuple[str, int], Usage]) -> None:
     print()
     small, large = min(sizes), max(sizes)
-    for name in (MELTANO, MELTANO_BATCH, PIPE, DLT):
+    for files in sizes:
+        if (MELTANO, files) in best_of and (RECORDS, files) in best_of:
+            batch, records = best_of[MELTANO, files].peak, best_of[RECORDS, files].peak
+            print(
+                f"{files:,} files: the BATCH job's peak RSS {batch:.0f} MB is "
+                f"{batch / records:.2f}x the RECORD job's {records:.0f} MB"
+            )
+    for name in JOB_NAMES.values():
         if (name, small) in best_of and (name, large) in best_of and small != large:
             growth = ", ".join(
                 f"{role} {peak / best_of[name, small].rss[role]:.2f}x"
