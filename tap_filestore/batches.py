@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from datetime import datetime
 
 #: Formats and compressions the tap writes.
@@ -25,6 +25,11 @@ GZIP_LEVEL = 1
 _ENCODER = msgspec.json.Encoder()
 #: Records encoded at once: a file's records are never all in memory.
 WRITE_GROUP = 1000
+#: Records in a run's first batch file: the target loads a file only once it
+#: is complete, so a small first file starts the loading early; the files
+#: after it double up to `batch_size` (fewer, larger files cost the target's
+#: database less: each is one merge into the whole table).
+FIRST_FILE_RECORDS = 10_000
 
 
 def batch_config_problems(batch_config: dict[str, t.Any]) -> list[str]:
@@ -61,6 +66,15 @@ RETENTION_S = 24 * 3600
 def run_folder_name(sync_name: str, now: datetime) -> str:
     """Return a new run's folder name: the sync's name, the time, a random part."""
     return f"{sync_name}-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
+
+
+def file_sizes(batch_size: int) -> Iterator[int]:
+    """Yield each batch file's number of records, doubling up to `batch_size`."""
+    size = min(FIRST_FILE_RECORDS, batch_size)
+    while size < batch_size:
+        yield size
+        size *= 2
+    yield from itertools.repeat(batch_size)
 
 
 def local_folder(root: str) -> Path:

@@ -15,7 +15,7 @@ from singer_sdk import Tap, metrics
 from singer_sdk.streams import Stream
 
 if t.TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Generator, Iterable, Iterator
 
     from singer_sdk.helpers import _batch
     from singer_sdk.helpers.types import Context
@@ -50,9 +50,9 @@ def write_activate_version(stream: Stream, version: int) -> None:
 
 
 def record_chunks(
-    stream: Stream, context: Context | None, size: int
+    stream: Stream, context: Context | None, sizes: Iterable[int]
 ) -> Iterator[Iterator[dict[str, t.Any]]]:
-    """Yield the stream's records in chunks of up to `size`, writing no message.
+    """Yield the stream's records in chunks of up to `sizes`, writing no message.
 
     What `Stream._sync_records(write_messages=False)` (the loop the SDK's own
     `get_batches` batches) does for a stream without partitions or children,
@@ -63,9 +63,10 @@ def record_chunks(
     bookmark is finalized when the records run out. A dry run (`--test`)
     keeps the SDK's loop, which enforces its limit.
     """
+    sizes = iter(sizes)
     if stream.ABORT_AT_RECORD_COUNT is not None:
         loop = iter(stream._sync_records(context, write_messages=False))  # noqa: SLF001
-        while chunk := list(itertools.islice(loop, size)):
+        while chunk := list(itertools.islice(loop, next(sizes))):
             yield iter(chunk)
         return
     stream._write_starting_replication_value(context)  # noqa: SLF001
@@ -79,7 +80,7 @@ def record_chunks(
     with stream.get_record_counter() as counter, stream.get_sync_timer():
         # `islice` pulls no record past the chunk.
         for first in records:
-            yield _counted(counter, itertools.chain((first,), records), size)
+            yield _counted(counter, itertools.chain((first,), records), next(sizes))
     stream._finalize_state(stream.get_context_state(context))  # noqa: SLF001
 
 
@@ -147,7 +148,7 @@ class LeanRecordSync(Stream):
         ):
             yield from super()._sync_records(context, write_messages=write_messages)
             return
-        for chunk in record_chunks(self, context, self.CHUNK_RECORDS):
+        for chunk in record_chunks(self, context, itertools.repeat(self.CHUNK_RECORDS)):
             self.write_records(chunk)
         self._write_state_message()  # as the SDK's loop ends
 

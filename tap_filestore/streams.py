@@ -21,6 +21,7 @@ from typing_extensions import override
 from tap_filestore.batches import (
     BatchFiles,
     delete_loaded,
+    file_sizes,
     local_folder,
     run_folder_name,
 )
@@ -296,7 +297,8 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
         self._batching = True
         started_ms = round(started.timestamp() * 1000)
         try:
-            for chunk in record_chunks(self, context, batch_config.batch_size):
+            sizes = file_sizes(batch_config.batch_size)
+            for chunk in record_chunks(self, context, sizes):
                 metadata = self._batch_metadata(started_ms)
                 yield encoding, [files.write(chunk, metadata)]
         finally:

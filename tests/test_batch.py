@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import time
@@ -377,3 +378,36 @@ def test_a_job_sharing_the_folder_keeps_its_files_until_its_own_state_comes_back
         p.as_uri() for p in (root / folder_b).iterdir()
     }
     assert folder_a != folder_b
+
+
+def test_batch_files_start_small_and_double_up_to_the_batch_size() -> None:
+    assert list(itertools.islice(batches.file_sizes(100_000), 6)) == [
+        10_000,
+        20_000,
+        40_000,
+        80_000,
+        100_000,
+        100_000,
+    ]
+    assert list(itertools.islice(batches.file_sizes(1000), 2)) == [1000, 1000]
+
+
+def test_a_sync_sends_a_small_first_file_while_it_reads_the_rest(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(25_000) as big:
+        config = big.config(
+            batch_config={**batch_config(tmp_path / "batches"), "batch_size": 20_000}
+        )
+        expected = sync(big.config())  # the same sync in RECORD mode
+
+        code, messages, stderr = run(config, tmp_path)
+
+    assert code == 0, stderr[-2000:]
+    urls = [u for m in messages if m["type"] == "BATCH" for u in m["manifest"]]
+    files = [read_batch(url) for url in urls]
+    assert [len(records) for records in files] == [10_000, 15_000]
+    records = [r for records in files for r in records]
+    for record in records:
+        without_metadata(record)
+    assert records == expected.records

@@ -56,8 +56,8 @@ def run_and_kill(pipeline: Pipeline, mode: tuple[str, ...], kill_point: str) -> 
 #: several pages, so that a kill can land in the middle of them.
 EDITED = 400
 #: Trials run in independent tests, so that test workers share them: as
-#: shipped (BATCH files of 50,000 records), in RECORD mode, and in BATCH mode
-#: with files of 500 records (fewer trials).
+#: shipped (BATCH files of up to 100,000 records), in RECORD mode, and in
+#: BATCH mode with files of 500 records (fewer trials).
 PARTS = [(0, "shipped", TRIALS // 2), (1, "records", TRIALS // 2), (2, "batch", 6)]
 
 

@@ -334,8 +334,8 @@ def test_meltano_run_whose_tap_dies_part_way_resumes_from_the_state_meltano_kept
 ) -> None:
     database = f"resume_{death.split(maxsplit=1)[0].lower()}_{mode}"
     cluster.create_database(database, "UTC")
-    # As shipped, BATCH files of 50,000 records: files of 7,000 here, so that
-    # a STATE comes before the tap dies at 30,000.
+    # As shipped, BATCH files of up to 100,000 records: files of 7,000 here, so
+    # that a STATE comes before the tap dies at 30,000.
     env = {"TAP_FILESTORE_MAX_RETRIES": "0"}
     if mode == "batch":
         env["TAP_FILESTORE_BATCH_CONFIG"] = json.dumps(

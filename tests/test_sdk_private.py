@@ -7,6 +7,7 @@ relies on; fix `sdk_private.py` (or drop the use, if a public hook appeared).
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -192,7 +193,12 @@ def test_record_chunks_leave_the_state_the_sdk_record_loop_leaves(
         stream = tap.streams["files"]
         with captured_stdout() as out:
             if chunked:
-                chunks = [list(c) for c in sdk_private.record_chunks(stream, None, 100)]
+                chunks = [
+                    list(c)
+                    for c in sdk_private.record_chunks(
+                        stream, None, itertools.repeat(100)
+                    )
+                ]
             else:
                 loop = stream._sync_records(None, write_messages=False)
                 chunks = [list(loop)]
