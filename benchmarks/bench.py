@@ -76,7 +76,7 @@ def contenders(config: dict, workdir: Path) -> dict[str, list[str]]:
     batch_config = {
         "encoding": {"format": "jsonl", "compression": "gzip"},
         "storage": {"root": str(workdir / "batches")},
-        "batch_size": 50_000,  # as meltano.yml ships it
+        "batch_size": 100_000,  # as meltano.yml ships it
     }
     batches.write_text(json.dumps({**config, "batch_config": batch_config}))
     runs = {
