@@ -52,7 +52,7 @@ def write_activate_version(stream: Stream, version: int) -> None:
 def record_chunks(
     stream: Stream, context: Context | None, sizes: Iterable[int]
 ) -> Iterator[Iterator[dict[str, t.Any]]]:
-    """Yield the stream's records in chunks of up to `sizes`, writing no message.
+    """Yield the stream's records in chunks, sized by `sizes` in turn, writing nothing.
 
     What `Stream._sync_records(write_messages=False)` (the loop the SDK's own
     `get_batches` batches) does for a stream without partitions or children,
