@@ -317,31 +317,42 @@ def test_max_requests_per_second_is_never_exceeded_in_any_second(
 
 
 def test_an_unpublished_rate_limit_is_learned_from_429s_instead_of_bounced_off(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with Sandbox(5000) as api:
         expected = sync(api.config(**FAST_RETRIES)).records
-        api.requests.clear()
         api.latency = 0.05
         api.rate_limit = 15
         config = api.config(
             **{**FAST_RETRIES, "max_concurrent_requests": 16}, page_size=50
         )
 
+        def quiet_stretches() -> list[int]:
+            """Return the runs of requests between 429s, and after the last."""
+            log = sorted(api.requests, key=lambda r: r.arrived)
+            refused = [i for i, r in enumerate(log) if r.status == 429]
+            assert refused
+            api.requests.clear()
+            return [b - a for a, b in itertools.pairwise([*refused, len(log)])]
+
+        api.requests.clear()
+        with monkeypatch.context() as unlearned:
+            # The same sync with lessons ignored (Retry-After still obeyed):
+            # every regrown width meets the limit again, every 18 or 19
+            # requests here (measured, idle or loaded alike).
+            unlearned.setattr(Pacer, "rate_limited", lambda *_: None)
+            assert sync(config).records == expected
+        bouncing = quiet_stretches()
+
         with caplog.at_level(logging.INFO):
             result = sync(config)
+        learning = quiet_stretches()
 
-        assert result.records == expected
-        assert "pacing requests at" in caplog.text
-        # Without learning, every regrown width meets the limit again, about
-        # every 20 requests here (measured); with it the sync settles under
-        # the limit for a long stretch, meeting it again only as the learned
-        # rate rises (39 requests or more measured, on a loaded machine too).
-        statuses = [r.status for r in sorted(api.requests, key=lambda r: r.arrived)]
-        refused = [i for i, status in enumerate(statuses) if status == 429]
-        assert refused
-        quiet = [b - a for a, b in itertools.pairwise([*refused, len(statuses)])]
-        assert max(quiet) >= 35, refused
+    assert result.records == expected
+    assert "pacing requests at" in caplog.text
+    # Learning settles under the limit for a long stretch, meeting it again
+    # only as the learned rate rises: 34 to 59 requests measured.
+    assert max(learning) >= 1.5 * max(bouncing), (learning, bouncing)
 
 
 def _most_in_one_second(moments: list[float]) -> int:
