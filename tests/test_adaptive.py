@@ -328,7 +328,7 @@ def test_an_unpublished_rate_limit_is_learned_from_429s_instead_of_bounced_off(
         )
 
         def quiet_stretches() -> list[int]:
-            """Return the runs of requests between 429s, and after the last."""
+            """Return the runs of requests between 429s (and after); clear the log."""
             log = sorted(api.requests, key=lambda r: r.arrived)
             refused = [i for i, r in enumerate(log) if r.status == 429]
             assert refused
