@@ -1,25 +1,45 @@
-"""BATCH files: JSON lines, gzipped or not, each complete before it is announced."""
+"""BATCH files: JSON lines, gzipped or not, each complete before it is announced.
+
+Everything below the batch root is reached through directory file
+descriptors and never through a symbolic link: the tap writes only in the
+run folder it made, and deletes only run folders it made (owned by the user
+running it, 0700) and the batch files in them.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
+import logging
+import os
 import re
+import stat
 import typing as t
 import uuid
-from contextlib import nullcontext, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import msgspec
 
+from tap_filestore.errors import BatchWriteError
+
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from datetime import datetime
 
+logger = logging.getLogger(__name__)
+
 #: Formats and compressions the tap writes.
 FORMATS = ("jsonl",)
 COMPRESSIONS = ("gzip", "none")
+#: The keys of `batch_config` the tap honours, at each level.
+KEYS = {
+    "batch_config": {"encoding", "storage", "batch_size"},
+    "batch_config.encoding": {"format", "compression"},
+    "batch_config.storage": {"root", "prefix", "params"},
+}
 #: gzip's fastest level: a third of the default level's time, files about 15% larger.
 GZIP_LEVEL = 1
 _ENCODER = msgspec.json.Encoder()
@@ -30,42 +50,130 @@ WRITE_GROUP = 1000
 #: after it double up to `batch_size` (fewer, larger files cost the target's
 #: database less: each is one merge into the whole table).
 FIRST_FILE_RECORDS = 10_000
+#: Run folders and batch files are the running user's alone.
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
+_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def batch_config_problems(batch_config: dict[str, t.Any]) -> list[str]:
+def batch_config_problems(batch_config: object) -> list[str]:
     """Return what is wrong with a `batch_config` setting, if anything."""
+    if not isinstance(batch_config, dict):
+        return ["batch_config: is not an object"]
+    if not batch_config:
+        return []  # no BATCH files
+    problems = [
+        f"{where}.{key}: is not a setting; use {', '.join(sorted(KEYS[where]))}"
+        for where, value in _levels(batch_config)
+        for key in sorted(set(value) - KEYS[where])
+    ]
+    problems += [
+        f"batch_config.{where}: is missing or not an object"
+        for where in ("encoding", "storage")
+        if not isinstance(batch_config.get(where), dict)
+    ]
     encoding = batch_config.get("encoding") or {}
     storage = batch_config.get("storage") or {}
-    choices = {
-        "format": (encoding.get("format"), FORMATS),
-        "compression": (encoding.get("compression", "none"), COMPRESSIONS),
-    }
-    problems = [
-        f"batch_config.encoding.{key}: {value!r} is not supported; "
-        f"use {' or '.join(allowed)}"
-        for key, (value, allowed) in choices.items()
-        if value not in allowed
-    ]
-    if urlsplit(str(storage.get("root", ""))).scheme not in {"", "file"}:
+    if isinstance(encoding, dict):
+        choices = {
+            "format": (encoding.get("format"), FORMATS),
+            "compression": (encoding.get("compression", "none"), COMPRESSIONS),
+        }
+        problems += [
+            f"batch_config.encoding.{key}: {value!r} is not supported; "
+            f"use {' or '.join(allowed)}"
+            for key, (value, allowed) in choices.items()
+            if value not in allowed
+        ]
+    if isinstance(storage, dict):
+        problems += _storage_problems(storage)
+    size = batch_config.get("batch_size", 1)
+    if type(size) is not int or size < 1:
         problems.append(
-            f"batch_config.storage.root: {storage.get('root')!r} is not a local "
-            "folder; use file:///path/to/folder"
+            f"batch_config.batch_size: {size!r} is not a whole number of records "
+            "of 1 or more"
         )
     return problems
 
 
-#: A run's own folder of batch files, and the files in it (nothing else is
-#: ever deleted).
-RUN_FOLDER = re.compile(r"[A-Za-z0-9_.-]+--[A-Za-z0-9_.-]+-\d{8}T\d{6}Z-[0-9a-f]{12}")
-RUN_FILE = re.compile(r"[A-Za-z0-9_.-]*part-\d+\.json(\.gz)?(\.part)?")
-#: A run folder nothing was written to for this long is a dead run's: its
-#: files will never be loaded.
-RETENTION_S = 24 * 3600
+def _levels(batch_config: dict[str, t.Any]) -> Iterator[tuple[str, dict[str, t.Any]]]:
+    yield "batch_config", batch_config
+    for key in ("encoding", "storage"):
+        if isinstance(value := batch_config.get(key), dict):
+            yield f"batch_config.{key}", value
 
 
-def run_folder_name(sync_name: str, now: datetime) -> str:
-    """Return a new run's folder name: the sync's name, the time, a random part."""
-    return f"{sync_name}-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
+def _storage_problems(storage: dict[str, t.Any]) -> list[str]:
+    root, prefix = storage.get("root"), storage.get("prefix")
+    problems = []
+    if not isinstance(root, str) or not root.strip():
+        problems.append("batch_config.storage.root: is missing; use a local folder")
+    else:
+        try:
+            local_folder(root)
+        except ValueError as exc:
+            problems.append(f"batch_config.storage.root: {root!r} {exc}")
+    if prefix is not None and (
+        not isinstance(prefix, str)
+        or "/" in prefix
+        or "\\" in prefix
+        or ".." in prefix
+        or _unreadable(prefix)
+    ):
+        problems.append(
+            f"batch_config.storage.prefix: {prefix!r} is not a plain file-name "
+            "prefix (no /, \\, .., ?, or control characters)"
+        )
+    if storage.get("params"):
+        problems.append(
+            "batch_config.storage.params: the tap writes to a local folder, "
+            "which takes no parameters; leave it out"
+        )
+    return problems
+
+
+def _unreadable(text: str) -> bool:
+    """Whether the SDK's reader cannot open a path holding `text`.
+
+    It takes a `?` for the start of a URL query; control characters are no
+    one's file names.
+    """
+    return "?" in text or any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def local_folder(root: str) -> Path:
+    """Return the absolute folder a `batch_config.storage.root` names.
+
+    A `file://` URL (no host, or `localhost`) is decoded as a URL; anything
+    else is a path, taken literally (`%` and `#` included).
+
+    Raises:
+        ValueError: Saying why it is not a local folder the tap can use.
+    """
+    parts = urlsplit(root)
+    if len(parts.scheme) > 1:  # "C:" would be a drive, not a scheme
+        if parts.scheme != "file":
+            msg = "is not a local folder; use a path or file:///path/to/folder"
+            raise ValueError(msg)
+        if parts.netloc not in {"", "localhost"}:
+            msg = (
+                f"names the host {parts.netloc!r}: the tap writes only to this "
+                "machine; use file:///path/to/folder (three slashes)"
+            )
+            raise ValueError(msg)
+        if parts.query or parts.fragment or root.endswith(("?", "#")):
+            msg = "has a ? or # in a URL; write it as a plain path"
+            raise ValueError(msg)
+        path = unquote(parts.path, errors="strict")
+    else:
+        path = root
+    if not path.startswith("/"):
+        path = str(Path.cwd() / path)
+    if _unreadable(path):
+        msg = "holds a ? or a control character, which batch file readers cannot open"
+        raise ValueError(msg)
+    return Path(os.path.normpath(path))
 
 
 def file_sizes(batch_size: int) -> Iterator[int]:
@@ -77,75 +185,224 @@ def file_sizes(batch_size: int) -> Iterator[int]:
     yield from itertools.repeat(batch_size)
 
 
-def local_folder(root: str) -> Path:
-    """Return the folder a `batch_config.storage.root` (a path or file:// URL) names."""
-    return Path(unquote(urlsplit(root).path) or root).resolve()
+#: A run's own folder of batch files, and the files in it.
+RUN_FOLDER = re.compile(r"[A-Za-z0-9_.-]+--[A-Za-z0-9_.-]+-\d{8}T\d{6}Z-[0-9a-f]{12}")
+RUN_FILE = re.compile(r".*part-\d+\.json(\.gz)?(\.part)?", re.DOTALL)
+#: A run folder nothing was written to for this long is a dead run's: its
+#: files will never be loaded.
+RETENTION_S = 24 * 3600
 
 
-def delete_loaded(root: Path, loaded: str | None, now: float) -> None:
-    """Delete the run folder whose files are loaded, and dead runs' folders.
+def run_folder_name(sync_name: str, now: datetime) -> str:
+    """Return a new run's folder name: the sync's name, the time, a random part."""
+    return f"{sync_name}-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
 
-    A STATE that comes back names the folder of the run it closes: a target
-    forwards it only once it has loaded every file announced before it. A
-    folder untouched for `RETENTION_S` is a dead run's. Only run folders and
-    the batch files in them are deleted, so a folder shared with other jobs
-    keeps their files until their own state says they are loaded.
+
+@dataclass(frozen=True)
+class BatchFile:
+    """One complete batch file: its URL (as the SDK's reader opens it), its records."""
+
+    url: str
+    records: int
+
+
+class BatchRoot:
+    """The folder run folders are made in, open for one sync.
+
+    The root itself may be reached through a symbolic link (the operator
+    named it); nothing below it is.
     """
-    for folder in root.iterdir() if root.is_dir() else ():
-        if not folder.is_dir() or not RUN_FOLDER.fullmatch(folder.name):
-            continue
-        files = [f for f in folder.iterdir() if RUN_FILE.fullmatch(f.name)]
-        newest = max((f.stat().st_mtime for f in files), default=folder.stat().st_mtime)
-        if folder.name == loaded or newest < now - RETENTION_S:
+
+    def __init__(self, path: Path) -> None:
+        """Open `path`, made (0700) if missing.
+
+        Raises:
+            BatchWriteError: If it cannot be made or opened as a folder.
+        """
+        self.path = path
+        with _writing(path):
+            try:
+                path.mkdir(mode=FOLDER_MODE, parents=True)
+                made = True
+            except FileExistsError:
+                made = False
+            self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            if made:
+                os.fchmod(self.fd, FOLDER_MODE)  # whatever the umask
+        _warn_if_shared(self.fd, self.path)
+
+    def close(self) -> None:
+        """Close the root's descriptor."""
+        os.close(self.fd)
+
+    def new_run(self, name: str, prefix: str | None, compression: str) -> RunFolder:
+        """Make a run's folder, private to this user, and return it.
+
+        Raises:
+            BatchWriteError: If it cannot be made.
+        """
+        with _writing(self.path / name):
+            os.mkdir(name, FOLDER_MODE, dir_fd=self.fd)
+            fd = os.open(name, _OPEN_FOLDER, dir_fd=self.fd)
+            os.fchmod(fd, FOLDER_MODE)  # whatever the umask
+        return RunFolder(fd, self.path / name, prefix, compression)
+
+    def delete_loaded(self, loaded: str | None, now: float) -> None:
+        """Delete the run folder whose files are loaded, and dead runs' folders.
+
+        A STATE that comes back names the folder of the run it closes: a target
+        forwards it only once it has loaded every file announced before it. A
+        folder untouched for `RETENTION_S` is a dead run's. Only folders this
+        tap made (its user's, 0700, not a link) and the batch files in them
+        are deleted: another job's files stay until its own state comes back.
+        """
+        try:
+            names = [
+                e.name for e in os.scandir(self.fd) if RUN_FOLDER.fullmatch(e.name)
+            ]
+        except OSError:
+            return
+        for name in names:
+            deleted = self._delete_run(name, loaded, now)
+            if name == loaded and not deleted:
+                logger.warning(
+                    "The batch folder %s, which the state names, was not made "
+                    "by this tap as this user (a link, another owner, or not "
+                    "0700): left alone",
+                    self.path / name,
+                )
+
+    def _delete_run(self, name: str, loaded: str | None, now: float) -> bool:
+        """Delete one run folder if it is this tap's and loaded or dead."""
+        try:
+            fd = os.open(name, _OPEN_FOLDER, dir_fd=self.fd)
+        except OSError:  # a link, or not a folder
+            return False
+        try:
+            if not _ours(os.fstat(fd), FOLDER_MODE):
+                return False
+            files = {
+                entry.name: info
+                for entry in os.scandir(fd)
+                if RUN_FILE.fullmatch(entry.name)
+                and stat.S_ISREG((info := entry.stat(follow_symlinks=False)).st_mode)
+                and _ours(info, FILE_MODE)
+            }
+            times = [info.st_mtime for info in files.values()]
+            newest = max(times, default=os.fstat(fd).st_mtime)
+            if name != loaded and newest >= now - RETENTION_S:
+                return True
             for file in files:
-                file.unlink(missing_ok=True)
-            with suppress(OSError):  # something else is in it: keep it
-                folder.rmdir()
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(file, dir_fd=fd)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        with contextlib.suppress(OSError):  # something else is in it: keep it
+            os.rmdir(name, dir_fd=self.fd)
+        return True
 
 
-class BatchFiles:
-    """Writes chunks of records to files in one run's folder.
+def _ours(info: os.stat_result, mode: int) -> bool:
+    """Whether a file or folder is the running user's, with the tap's mode."""
+    return info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) == mode
+
+
+def _warn_if_shared(fd: int, path: Path) -> None:
+    """Warn when another user owns the root or may rename what is in it."""
+    info = os.fstat(fd)
+    others_write = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    sticky = info.st_mode & stat.S_ISVTX
+    if info.st_uid not in {os.geteuid(), 0} or (others_write and not sticky):
+        logger.warning(
+            "The batch root %s is owned by, or writable for, other users: they "
+            "may move or delete batch files before they are loaded (never read "
+            "them: run folders are 0700). Use a folder only this user can write.",
+            path,
+        )
+
+
+class RunFolder:
+    """One run's folder of batch files, written through its descriptor.
 
     A file is written under a `.part` name and renamed once complete, so a
     target never reads a half-written file; a write that fails removes it.
     """
 
-    def __init__(self, folder: Path, prefix: str | None, compression: str) -> None:
-        """Write into `folder` (made if missing), each file's name after `prefix`."""
-        self.folder = folder
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self, fd: int, path: Path, prefix: str | None, compression: str
+    ) -> None:
+        """Write into the open folder `fd` (at `path`), each name after `prefix`."""
+        self.fd, self.path = fd, path
         self.gzip = compression == "gzip"
         suffix = ".json.gz" if self.gzip else ".json"
         self._names = (f"{prefix or ''}part-{n}{suffix}" for n in itertools.count(1))
 
+    def close(self) -> None:
+        """Close the folder's descriptor."""
+        os.close(self.fd)
+
     def write(
         self, records: Iterable[dict[str, t.Any]], extra: dict[str, t.Any]
-    ) -> str:
-        """Write one file of `records`, a few at a time; return its file:// URL.
+    ) -> BatchFile | None:
+        """Write one file of `records`, a few at a time; None if there were none.
 
         Each record's line also holds the fields of `extra`, which are added
         to the encoded lines, not to each record.
+
+        Raises:
+            BatchWriteError: If the file cannot be written (nothing is left).
         """
         # A line is a record's object (never empty), and "}\n" only ends one.
         tail = b"," + _ENCODER.encode(extra)[1:] + b"\n"
-        path = self.folder / next(self._names)
-        part = path.with_name(path.name + ".part")
-        records = iter(records)
-        try:
-            with part.open("wb") as out:
-                packed = (
-                    gzip.GzipFile(
-                        fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0
-                    )
-                    if self.gzip
-                    else nullcontext(out)
-                )
-                with packed as sink:
+        name = next(self._names)
+        part = f"{name}.part"
+        records, lines = iter(records), 0
+        with _writing(self.path / part):
+            try:
+                fd = os.open(part, _CREATE_FILE, FILE_MODE, dir_fd=self.fd)
+                os.fchmod(fd, FILE_MODE)  # whatever the umask
+                with (
+                    os.fdopen(fd, "wb") as out,
+                    _packed(out, gzipped=self.gzip) as sink,
+                ):
                     while group := list(itertools.islice(records, WRITE_GROUP)):
-                        lines = _ENCODER.encode_lines(group)
-                        sink.write(lines.replace(b"}\n", tail) if extra else lines)
-            part.replace(path)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
-        return path.as_uri()
+                        encoded = _ENCODER.encode_lines(group)
+                        lines += encoded.count(b"\n")
+                        sink.write(encoded.replace(b"}\n", tail) if extra else encoded)
+                if lines:
+                    os.replace(part, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(part, dir_fd=self.fd)
+                raise
+            if not lines:
+                os.unlink(part, dir_fd=self.fd)
+                return None
+        # Not percent-encoded: the SDK's reader opens the URL's text as a path.
+        return BatchFile(f"file://{self.path / name}", lines)
+
+
+def _packed(out: t.BinaryIO, *, gzipped: bool) -> t.ContextManager[t.BinaryIO]:
+    if gzipped:
+        return t.cast(
+            "t.ContextManager[t.BinaryIO]",
+            gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0),
+        )
+    return contextlib.nullcontext(out)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a failure to write at `path` into one line naming it and the cause."""
+    try:
+        yield
+    except OSError as exc:
+        cause = exc.strerror or str(exc)
+        msg = (
+            f"Cannot write batch files at {path}: {cause}. Give "
+            "batch_config.storage.root a folder this user can write, with room "
+            "for the files."
+        )
+        raise BatchWriteError(msg) from None

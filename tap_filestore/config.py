@@ -116,6 +116,15 @@ SCHEMA = th.PropertiesList(
         description="Query parameter by which the API filters on modified_at; "
         "unset: the tap filters itself.",
     ),
+    th.Property(
+        "batch_record_metadata",
+        th.BooleanType,
+        default=False,
+        description="With batch_config: write the `_sdc_*` columns a loader adds "
+        "to RECORD rows (its add_record_metadata) into each batch row. Turn it on "
+        "when the loader's add_record_metadata is on (target-postgres's default); "
+        "a first or full BATCH sync sends ACTIVATE_VERSION only with it on.",
+    ),
     additional_properties=False,
 ).to_dict()
 
@@ -156,8 +165,8 @@ def check(config: Mapping[str, t.Any]) -> None:
             parse_instant(str(start_date))
         except ValueError:
             problems.append(f"start_date: {start_date!r} is not an ISO 8601 date-time")
-    if batch_config := config.get("batch_config"):
-        problems += batch_config_problems(batch_config)
+    if "batch_config" in config:
+        problems += batch_config_problems(config["batch_config"])
     if problems:
         raise InvalidConfigError(problem(problems))
 

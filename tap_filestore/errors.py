@@ -63,3 +63,11 @@ class SyncStoppedError(FileStoreError):
         """Keep the message and the exit code the process ends with."""
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class BatchWriteError(FileStoreError):
+    """A batch file or folder could not be written (read-only, full, not a folder)."""
+
+
+class IncompleteBatchError(FileStoreError):
+    """Records of a BATCH sync are missing from the files it announced."""

@@ -19,14 +19,15 @@ from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
 from tap_filestore.batches import (
-    BatchFiles,
-    delete_loaded,
+    BatchFile,
+    BatchRoot,
     file_sizes,
     local_folder,
     run_folder_name,
 )
 from tap_filestore.config import base_url
 from tap_filestore.errors import (
+    IncompleteBatchError,
     IncompleteListingError,
     MalformedPageError,
 )
@@ -264,6 +265,8 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
     @override
     def get_batch_config(self, config: t.Mapping[str, t.Any]) -> BatchConfig | None:
         batch_config = super().get_batch_config(config)
+        if batch_config and self.ABORT_AT_RECORD_COUNT is not None:
+            return None  # a dry run (--test) leaves no files behind
         if batch_config and not self.records_go_out_as_they_are:
             # Batch files hold records as extracted.
             self.logger.info(
@@ -281,38 +284,68 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
         """Write the records to files, one BATCH message (then STATE) each.
 
         Each file is complete before it is announced, and the SDK writes STATE
-        only after the BATCH that announces the file it covers. The files go in
-        a folder of this run's, which its STATE names: the run that gets that
-        STATE back deletes it (`delete_loaded`). A target adds
-        the `_sdc_*` metadata columns to RECORD messages only: batch rows carry
-        them (`_batch_metadata`).
+        only after the BATCH that announces the file it covers. Every record
+        the sync emits must be in an announced file: if one is not, the sync
+        fails before its last STATE and ACTIVATE_VERSION. The files go in a
+        folder of this run's, which its STATE names: the run that gets that
+        STATE back deletes it (`BatchRoot.delete_loaded`).
         """
         storage, encoding = batch_config.storage, batch_config.encoding
-        root, state = local_folder(storage.root), self.get_context_state(context)
-        delete_loaded(root, state.get(BATCH_FOLDER), time.time())
-        started = datetime.now(timezone.utc)
-        state[BATCH_FOLDER] = run_folder_name(f"{self.tap_name}--{self.name}", started)
-        folder = root / state[BATCH_FOLDER]
-        files = BatchFiles(folder, storage.prefix, encoding.compression or "none")
-        self._batching = True
+        state = self.get_context_state(context)
+        root = BatchRoot(local_folder(storage.root))
+        try:
+            root.delete_loaded(state.get(BATCH_FOLDER), time.time())
+            started = datetime.now(timezone.utc)
+            name = run_folder_name(f"{self.tap_name}--{self.name}", started)
+            files = root.new_run(name, storage.prefix, encoding.compression or "none")
+        finally:
+            root.close()
+        state[BATCH_FOLDER] = name
         started_ms = round(started.timestamp() * 1000)
+        emitted_before, announced = self.progress.emitted, 0
+        self._batching = True
         try:
             sizes = file_sizes(batch_config.batch_size)
             for chunk in record_chunks(self, context, sizes):
-                metadata = self._batch_metadata(started_ms)
-                yield encoding, [files.write(chunk, metadata)]
+                handed = _Tally(chunk)
+                written = files.write(handed, self._batch_metadata(started_ms))
+                _check_complete(written, handed)
+                if written is not None:
+                    announced += written.records
+                    yield encoding, [written.url]
         finally:
             self._batching = False
+            files.close()
+        if announced != (emitted := self.progress.emitted - emitted_before):
+            msg = (
+                f"{self.name}: {emitted} records were emitted but the batch files "
+                f"announced hold {announced}: the sync stops before its final "
+                "state. Report this as a bug; run again in RECORD mode "
+                "(batch_config unset) meanwhile."
+            )
+            raise IncompleteBatchError(msg)
         # The records ran out after the last BATCH: the state is final now.
         self.write_state()
+        if not self.config.get("batch_record_metadata") and self._version_to_activate:
+            # Rows without `_sdc_table_version` are what a target retires.
+            self._version_to_activate = None
+            self.logger.info(
+                "%s: rows of files gone from the API are not retired: batch rows "
+                "carry no _sdc_table_version unless batch_record_metadata is on",
+                self.name,
+            )
         self._activate_version()
 
     def _batch_metadata(self, started_ms: int) -> dict[str, t.Any]:
         """Return what a target adds to a RECORD's row, for a file written now.
 
-        The record's version is the sync's table version; its extraction, its
-        arrival and its batch are the file's writing.
+        Nothing unless `batch_record_metadata` is on (a loader that does not
+        add the metadata refuses keys its SCHEMA lacks). The record's version
+        is the sync's table version; its extraction, its arrival and its
+        batch are the file's writing.
         """
+        if not self.config.get("batch_record_metadata"):
+            return {}
         now = datetime.now(timezone.utc)
         written = format_instant(now)
         return {
@@ -556,6 +589,39 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
         if start_date := self.config.get("start_date"):
             candidates.append(parse_instant(start_date))
         return format_instant(max(candidates)) if candidates else None
+
+
+class _Tally:
+    """The records a batch file is handed, counted as they are taken."""
+
+    def __init__(self, records: Iterator[dict[str, t.Any]]) -> None:
+        self.records, self.count = records, 0
+
+    def __iter__(self) -> Iterator[dict[str, t.Any]]:
+        for record in self.records:
+            self.count += 1
+            yield record
+
+    def left_over(self) -> bool:
+        """Whether records were left untaken."""
+        return next(self.records, None) is not None
+
+
+def _check_complete(written: BatchFile | None, handed: _Tally) -> None:
+    """Check that a batch file holds every record it was handed.
+
+    Raises:
+        IncompleteBatchError: If it does not; nothing about it is announced.
+    """
+    held = written.records if written else 0
+    if held != handed.count or handed.left_over():
+        where = f"The batch file {written.url}" if written else "No batch file"
+        msg = (
+            f"{where} holds {held} of the {handed.count} records it was handed: "
+            "the sync stops before announcing it. Report this as a bug; run again "
+            "in RECORD mode (batch_config unset) meanwhile."
+        )
+        raise IncompleteBatchError(msg)
 
 
 def _normalized(record: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
+from singer_sdk.helpers._batch import StorageTarget
 
 from tap_filestore import batches
+from tap_filestore.errors import BatchWriteError
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.timestamps import parse_instant
 from tests.conftest import FAST_RETRIES, error_lines, run_cli, state_at, sync
@@ -37,11 +39,16 @@ def batch_config(folder: Path, compression: str = "gzip") -> dict[str, Any]:
 
 
 def read_batch(url: str) -> list[dict[str, Any]]:
-    """Return the records of one announced batch file."""
-    path = urlsplit(url).path
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines]
+    """Return the records of one announced batch file, read as SDK targets do.
+
+    `Sink.process_batch_files` opens a manifest entry this way (0.54 and 0.55):
+    the one place the tests use the SDK's private batch helpers.
+    """
+    head, tail = StorageTarget.split_url(url)
+    with StorageTarget.from_url(head).open(tail, mode="rb") as file:
+        data = file.read()
+    lines = gzip.decompress(data) if tail.endswith(".gz") else data
+    return [json.loads(line) for line in lines.splitlines()]
 
 
 def run(
@@ -97,7 +104,9 @@ def test_a_first_batch_sync_writes_every_record_once_then_activates_its_version(
     api: Sandbox, tmp_path: Path, compression: str
 ) -> None:
     folder = tmp_path / "batches"
-    config = api.config(batch_config=batch_config(folder, compression))
+    config = api.config(
+        batch_config=batch_config(folder, compression), batch_record_metadata=True
+    )
     expected = sync(api.config())  # the same sync in RECORD mode
 
     code, messages, stderr = run(config, tmp_path)
@@ -128,7 +137,9 @@ def test_a_first_batch_sync_writes_every_record_once_then_activates_its_version(
 def test_an_incremental_batch_sync_carries_only_what_changed(
     api: Sandbox, tmp_path: Path
 ) -> None:
-    config = api.config(batch_config=batch_config(tmp_path / "batches"))
+    config = api.config(
+        batch_config=batch_config(tmp_path / "batches"), batch_record_metadata=True
+    )
     first = sync(api.config())
     changed = set(api.dataset.touch([5, 1500, 2499]))
 
@@ -240,15 +251,18 @@ def test_batch_config_with_stream_maps_or_flattening_falls_back_to_records(
 def test_a_file_that_cannot_be_written_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = batches.BatchFiles(tmp_path, None, "gzip")
+    root = batches.BatchRoot(tmp_path)
+    files = root.new_run("run", None, "gzip")
 
     def disk_full(*_: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(gzip.GzipFile, "write", disk_full)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(BatchWriteError, match="No space left on device"):
         files.write([{"file_id": "a"}], {})
-    assert list(tmp_path.iterdir()) == []
+    files.close()
+    root.close()
+    assert list((tmp_path / "run").iterdir()) == []
 
 
 def test_meltano_loads_batch_files_into_postgres_exactly_and_retires_deleted_files(
@@ -362,8 +376,9 @@ def test_a_job_sharing_the_folder_keeps_its_files_until_its_own_state_comes_back
         m[-1]["value"]["bookmarks"]["files"]["batch_folder"] for m in (first_a, first_b)
     )
     # A dead run's folder (no STATE ever came back), untouched for two days.
-    (dead := root / "tap-filestore--files-20260101T000000Z-0123456789ab").mkdir()
+    (dead := root / "tap-filestore--files-20260101T000000Z-0123456789ab").mkdir(0o700)
     (dead / "part-1.json.gz").write_bytes(b"")
+    (dead / "part-1.json.gz").chmod(0o600)
     two_days_ago = time.time() - 2 * 24 * 3600
     for path in (dead / "part-1.json.gz", dead):
         os.utime(path, (two_days_ago, two_days_ago))
@@ -397,7 +412,8 @@ def test_a_sync_sends_a_small_first_file_while_it_reads_the_rest(
 ) -> None:
     with Sandbox(25_000) as big:
         config = big.config(
-            batch_config={**batch_config(tmp_path / "batches"), "batch_size": 20_000}
+            batch_config={**batch_config(tmp_path / "batches"), "batch_size": 20_000},
+            batch_record_metadata=True,
         )
         expected = sync(big.config())  # the same sync in RECORD mode
 

@@ -28,6 +28,7 @@ SETTINGS = {
     "max_concurrent_requests",
     "lookback_window",
     "modified_since_param",
+    "batch_record_metadata",
 }
 MISSING = object()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from tap_filestore.sandbox import Sandbox
-from tests.conftest import expected_records, run_cli
+from tests.conftest import run_cli
 from tests.meltano_cli import PLUGINS, meltano, require_plugin
 from tests.test_cli import SETTINGS
 
@@ -37,30 +37,6 @@ def test_meltano_lists_every_setting_with_its_source(tmp_path: Path) -> None:
         "max_retries [env: TAP_FILESTORE_MAX_RETRIES] current value: 3 (default)"
         in (listed.stdout)
     )
-
-
-def test_the_demo_loader_lands_every_file_in_jsonl(tmp_path: Path) -> None:
-    require_plugin("loaders", "target-jsonl")
-
-    with Sandbox(700) as api:
-        done = meltano(
-            "run",
-            "--full-refresh",
-            "tap-filestore--records",
-            "target-jsonl",
-            system_db=tmp_path / "m.db",
-            env={
-                "TAP_FILESTORE_BASE_URL": api.base_url,
-                "TAP_FILESTORE_CLIENT_SECRET": api.client_secret,
-                "TARGET_JSONL_DESTINATION_PATH": str(tmp_path),
-            },
-        )
-
-        assert done.returncode == 0, done.stderr[-3000:]
-        lines = (tmp_path / "files.jsonl").read_text().splitlines()
-        landed = {r["file_id"]: r for r in map(json.loads, lines)}
-        assert len(lines) == 700
-        assert landed == expected_records(api)
 
 
 def test_meltano_yml_declares_the_capabilities_the_tap_reports(tmp_path: Path) -> None:
@@ -94,15 +70,13 @@ def test_meltano_runs_the_tap_on_the_singer_sdk_under_test(tmp_path: Path) -> No
     assert sdk_version == importlib.metadata.version("singer-sdk")
 
 
-def test_a_shell_pipeline_into_target_jsonl_keeps_a_state_when_nothing_changed(
+def test_a_shell_pipeline_into_target_csv_keeps_a_state_when_nothing_changed(
     tmp_path: Path,
 ) -> None:
     # The plain Singer way: the target's last state line is the next --state.
-    require_plugin("loaders", "target-jsonl")
-    target = PLUGINS / "loaders" / "target-jsonl" / "venv" / "bin" / "target-jsonl"
-    (tmp_path / "target.json").write_text(
-        json.dumps({"destination_path": str(tmp_path)})
-    )
+    require_plugin("loaders", "target-csv")
+    target = PLUGINS / "loaders" / "target-csv" / "venv" / "bin" / "target-csv"
+    (tmp_path / "target.json").write_text(json.dumps({"output_path": str(tmp_path)}))
 
     def run(state: str | None) -> str:
         args = ("--state", str(tmp_path / "state.json")) if state else ()
