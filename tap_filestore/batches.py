@@ -50,6 +50,9 @@ WRITE_GROUP = 1000
 #: after it double up to `batch_size` (fewer, larger files cost the target's
 #: database less: each is one merge into the whole table).
 FIRST_FILE_RECORDS = 10_000
+#: The longest prefix that leaves room in a file name (255 bytes on every
+#: common file system) for the longest name the tap gives a file.
+MAX_PREFIX_BYTES = 255 - len(f"part-{2**64}.json.gz.part")
 #: Run folders and batch files are the running user's alone.
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
@@ -125,6 +128,11 @@ def _storage_problems(storage: dict[str, t.Any]) -> list[str]:
             f"batch_config.storage.prefix: {prefix!r} is not a plain file-name "
             "prefix (no /, \\, .., ?, or control characters)"
         )
+    elif prefix and len(prefix.encode()) > MAX_PREFIX_BYTES:
+        problems.append(
+            f"batch_config.storage.prefix: {prefix[:20]!r}... is longer than "
+            f"{MAX_PREFIX_BYTES} bytes: the file names would be too long"
+        )
     if storage.get("params"):
         problems.append(
             "batch_config.storage.params: the tap writes to a local folder, "
@@ -137,8 +145,12 @@ def _unreadable(text: str) -> bool:
     """Whether the SDK's reader cannot open a path holding `text`.
 
     It takes a `?` for the start of a URL query; control characters are no
-    one's file names.
+    one's file names, and a lone surrogate cannot go out in a BATCH message.
     """
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
     return "?" in text or any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
@@ -166,10 +178,17 @@ def local_folder(root: str) -> Path:
             msg = "has a ? or # in a URL; write it as a plain path"
             raise ValueError(msg)
         path = unquote(parts.path, errors="strict")
+        if not path.startswith("/"):
+            msg = "is not an absolute file:// URL; use file:///path/to/folder"
+            raise ValueError(msg)
     else:
         path = root
     if not path.startswith("/"):
-        path = str(Path.cwd() / path)
+        try:
+            path = os.path.join(os.getcwd(), path)  # noqa: PTH109, PTH118
+        except OSError:
+            msg = "is relative, and the current folder is gone; use an absolute path"
+            raise ValueError(msg) from None
     if _unreadable(path):
         msg = "holds a ? or a control character, which batch file readers cannot open"
         raise ValueError(msg)
@@ -221,14 +240,12 @@ class BatchRoot:
         """
         self.path = path
         with _writing(path):
-            try:
-                path.mkdir(mode=FOLDER_MODE, parents=True)
-                made = True
-            except FileExistsError:
-                made = False
+            missing = [p for p in (path, *path.parents) if not p.exists()]
+            for folder in reversed(missing):
+                with contextlib.suppress(FileExistsError):  # made meanwhile
+                    folder.mkdir(mode=FOLDER_MODE)
+                    folder.chmod(FOLDER_MODE)  # whatever the umask
             self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            if made:
-                os.fchmod(self.fd, FOLDER_MODE)  # whatever the umask
         _warn_if_shared(self.fd, self.path)
 
     def close(self) -> None:
@@ -273,7 +290,11 @@ class BatchRoot:
                 )
 
     def _delete_run(self, name: str, loaded: str | None, now: float) -> bool:
-        """Delete one run folder if it is this tap's and loaded or dead."""
+        """Delete one run folder if it is this tap's and loaded or dead.
+
+        Returns:
+            Whether the folder is this tap's (deleted or not yet due).
+        """
         try:
             fd = os.open(name, _OPEN_FOLDER, dir_fd=self.fd)
         except OSError:  # a link, or not a folder
@@ -358,39 +379,48 @@ class RunFolder:
         tail = b"," + _ENCODER.encode(extra)[1:] + b"\n"
         name = next(self._names)
         part = f"{name}.part"
-        records, lines = iter(records), 0
-        with _writing(self.path / part):
-            try:
-                fd = os.open(part, _CREATE_FILE, FILE_MODE, dir_fd=self.fd)
-                os.fchmod(fd, FILE_MODE)  # whatever the umask
-                with (
-                    os.fdopen(fd, "wb") as out,
-                    _packed(out, gzipped=self.gzip) as sink,
-                ):
-                    while group := list(itertools.islice(records, WRITE_GROUP)):
-                        encoded = _ENCODER.encode_lines(group)
-                        lines += encoded.count(b"\n")
-                        sink.write(encoded.replace(b"}\n", tail) if extra else encoded)
+        where = self.path / part
+        with _writing(where):
+            fd = os.open(part, _CREATE_FILE, FILE_MODE, dir_fd=self.fd)
+            os.fchmod(fd, FILE_MODE)  # whatever the umask
+        out = os.fdopen(fd, "wb")
+        sink = _packed(out, gzipped=self.gzip)
+        lines = 0
+        try:
+            # The records' own failures (the API's) pass through unchanged.
+            while group := list(itertools.islice(records, WRITE_GROUP)):
+                encoded = _ENCODER.encode_lines(group)
+                lines += encoded.count(b"\n")
+                with _writing(where):
+                    sink.write(encoded.replace(b"}\n", tail) if extra else encoded)
+            with _writing(where):
+                sink.close()
+                out.close()
                 if lines:
                     os.replace(part, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(part, dir_fd=self.fd)
-                raise
-            if not lines:
+        except BaseException:
+            for stream in (sink, out):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.close()
+            with contextlib.suppress(OSError):
                 os.unlink(part, dir_fd=self.fd)
-                return None
+            raise
+        if not lines:
+            with _writing(where):
+                os.unlink(part, dir_fd=self.fd)
+            return None
         # Not percent-encoded: the SDK's reader opens the URL's text as a path.
         return BatchFile(f"file://{self.path / name}", lines)
 
 
-def _packed(out: t.BinaryIO, *, gzipped: bool) -> t.ContextManager[t.BinaryIO]:
+def _packed(out: t.BinaryIO, *, gzipped: bool) -> t.BinaryIO:
+    """Return what a file's lines are written to: `out`, or gzip around it."""
     if gzipped:
         return t.cast(
-            "t.ContextManager[t.BinaryIO]",
+            "t.BinaryIO",
             gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0),
         )
-    return contextlib.nullcontext(out)
+    return out
 
 
 @contextlib.contextmanager

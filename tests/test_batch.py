@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 from singer_sdk.helpers._batch import StorageTarget
 
 from tap_filestore import batches
@@ -260,6 +261,23 @@ def test_a_file_that_cannot_be_written_leaves_nothing_behind(
     monkeypatch.setattr(gzip.GzipFile, "write", disk_full)
     with pytest.raises(BatchWriteError, match="No space left on device"):
         files.write([{"file_id": "a"}], {})
+    files.close()
+    root.close()
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_a_failure_of_the_records_themselves_is_not_called_a_write_failure(
+    tmp_path: Path,
+) -> None:
+    root = batches.BatchRoot(tmp_path)
+    files = root.new_run("run", None, "gzip")
+
+    def records() -> Iterator[dict[str, Any]]:
+        yield {"file_id": "a"}
+        raise requests.TooManyRedirects  # an OSError, from the API's side
+
+    with pytest.raises(requests.TooManyRedirects):
+        files.write(records(), {})
     files.close()
     root.close()
     assert list((tmp_path / "run").iterdir()) == []
