@@ -237,30 +237,64 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
         )
 
     def _begin(self, context: Context | None, state: dict[str, t.Any]) -> bool:
-        """Set up this sync, or resume the one a checkpoint names.
+        """Set up this sync, or resume the one a trusted checkpoint names.
+
+        A checkpoint that does not belong to its state is dropped with a
+        warning, and one whose file is gone starts the sync again: either way
+        the sync starts from the bookmark, with the bookmark's filter and a
+        signpost of now.
 
         Returns:
             Whether the sync started without a bookmark (it carries every file).
         """
-        resume = Checkpoint.of(state)
-        self._since = resume.since if resume else self._modified_since(context)
-        self._started = (resume.started if resume else state.get(SIGNPOST)) or (
-            format_instant(datetime.now(timezone.utc))
-        )
+        now = datetime.now(timezone.utc)
+        self._start_offset, self._shrank_before = 0, False
+        # A trusted checkpoint's filter is this one.
+        self._since = self._modified_since(context)
+        resume = self._trusted_checkpoint(context, state, now)
+        if resume and (start := self._find_checkpoint(context, resume)) is not None:
+            self._start_offset = start
+        elif resume:
+            state.pop(CHECKPOINT)
+            resume = None
+        # Never a signpost (the bookmark's cap) later than this run's start.
+        started = min(parse_instant(resume.started), now) if resume else now
+        self._started = format_instant(started)
+        if SIGNPOST in state:
+            state[SIGNPOST] = self._started
         self._replaced_text_in, self._last_page = None, None
         self._newest = resume.seen if resume else None
-        self._start_offset, self._shrank_before = 0, False
         self._last_state_at = self.client.clock.monotonic()
         self._emitted_at_state = self.progress.emitted
         fresh_start, version = self._bookmark(context) is None, None
-        if resume and (start := self._find_checkpoint(context, resume)) is not None:
-            self._start_offset = start
+        if resume:
             fresh_start, version = resume.version is not None, resume.version
             if resume.seen and self.replication_method == "INCREMENTAL":
                 advance_progress_bookmark(self, context, resume.seen)
         if fresh_start:
-            set_table_version(self, version or int(time.time() * 1000))
+            set_table_version(self, version or int(now.timestamp() * 1000))
         return fresh_start
+
+    def _trusted_checkpoint(
+        self, context: Context | None, state: dict[str, t.Any], now: datetime
+    ) -> Checkpoint | None:
+        """Return the state's checkpoint if it belongs to the state; else drop it."""
+        resume = Checkpoint.of(state)
+        if resume is None:
+            return None
+        bookmarked = self._bookmark(context) is not None
+        since = self._modified_since(context)
+        problem = resume.distrust(since=since, bookmarked=bookmarked, now=now)
+        if problem is None:
+            return resume
+        state.pop(CHECKPOINT)
+        self.logger.warning(
+            "%s: the state's checkpoint does not belong to it (%s): it is "
+            "ignored, and the sync starts from the bookmark",
+            self.name,
+            problem,
+        )
+        return None
 
     @override
     def get_batch_config(self, config: t.Mapping[str, t.Any]) -> BatchConfig | None:
@@ -468,9 +502,10 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
             )
             return None
         after = probe + ids.index(resume.file_id) + 1
-        # Files deleted before the checkpoint: those after it moved down, and
-        # the first part may have missed some (the shifting-offsets rule).
-        self._shrank_before = resume.shrank or after < resume.offset
+        # Files deleted before the checkpoint (those after it moved down) or
+        # added before it (the first part's version lacks them): the first part
+        # may have missed some (the shifting-offsets rule).
+        self._shrank_before = resume.shrank or after != resume.offset
         self.logger.info(
             "%s: resuming the sync of %s after file %s at offset %d",
             self.name,
@@ -554,14 +589,16 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
 
         Files deleted mid-sync move every later file to a lower offset, so the
         page after the deletion skipped some: they were not emitted, and a new
-        bookmark (or an ACTIVATE_VERSION) would lose them for good.
+        bookmark (or an ACTIVATE_VERSION) would lose them for good. Files added
+        ahead of a resumed sync's checkpoint were never sent with its version.
         """
         drop_progress_bookmark(state := self.get_context_state(context))
         state.pop(CHECKPOINT, None)
         self.logger.warning(
-            "%s: files were deleted while this sync paged through them, so some "
-            "may have been skipped: the bookmark stays where this sync started, "
-            "and the next sync reads from there again",
+            "%s: the listing shifted while this sync paged through it (files "
+            "deleted, or added ahead of where it was), so some may have been "
+            "skipped: the bookmark stays where this sync started, no rows are "
+            "retired, and the next sync reads from there again",
             self.name,
         )
 

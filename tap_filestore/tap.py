@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 import typing as t
+from datetime import datetime, timezone
 from functools import cached_property
 
 import click
@@ -21,7 +22,7 @@ from tap_filestore.client import FilesClient
 from tap_filestore.errors import FileStoreError, InvalidConfigError, SyncStoppedError
 from tap_filestore.output import BufferedMsgSpecWriter
 from tap_filestore.sdk_private import SignalsLeftAlone, install_log_filters
-from tap_filestore.state import load_state, parse_state
+from tap_filestore.state import load_state, parse_state, read_state_text
 from tap_filestore.stopping import exit_at_once, stop_on_signals
 from tap_filestore.streams import FilesStream
 
@@ -60,7 +61,7 @@ class TapFileStore(SignalsLeftAlone, Tap):
         """Create the tap; a bad config or state raises one clear error."""
         if isinstance(kwargs.get("catalog"), dict):
             kwargs["catalog"] = _honour_replication_method(kwargs["catalog"])
-        kwargs["state"] = load_state(kwargs.get("state"))
+        kwargs["state"] = load_state(kwargs.get("state"), datetime.now(timezone.utc))
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as exc:
@@ -109,8 +110,9 @@ class TapFileStore(SignalsLeftAlone, Tap):
         stop_on_signals()
         if state is not None:
             # Read here to name the file in the error if it is not JSON.
-            text = state.read()
-            parse_state(text, getattr(state, "name", "--state"))
+            source = getattr(state, "name", "--state")
+            text = read_state_text(state, source)
+            parse_state(text, source)
             state = io.StringIO(text)
         try:
             super().invoke(state=state, **kwargs)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tap_filestore.errors import InvalidStateError
 from tap_filestore.tap import TapFileStore
+from tap_filestore.timestamps import format_instant, parse_instant
 from tests.conftest import error_lines, run_cli, state_at
 
 if TYPE_CHECKING:
@@ -102,6 +104,33 @@ def test_a_broken_state_file_is_one_line_and_exit_1_before_any_request(
     assert sandbox.requests == []
 
 
+UNREADABLE_STATES = [
+    (b'{"a": ' * 200_000 + b"1" + b"}" * 200_000, "nested too deep"),
+    ('{"bookmarks": {"files": {"note": "café"}}}'.encode("latin-1"), "UTF-8"),
+    (b'{"bookmarks": {"files": {"replication_key_value": NaN}}}', "NaN"),
+    (b'{"bookmarks": {"other": {"cursor": -Infinity}}}', "Infinity"),
+    (b'{"bookmarks": {"files": {"replication_key": "modified_at"}}} {}', "JSON"),
+]
+
+
+@pytest.mark.parametrize(("data", "problem"), UNREADABLE_STATES)
+def test_a_state_file_a_json_parser_chokes_on_is_one_line_naming_it(
+    sandbox: Sandbox, config: dict[str, Any], tmp_path: Path, data: bytes, problem: str
+) -> None:
+    state = tmp_path / "state.json"
+    state.write_bytes(data)
+
+    run = run_cli("--state", str(state), config=config, tmp_path=tmp_path)
+
+    assert run.returncode == 1
+    (line,) = error_lines(run.stderr)
+    assert str(state) in line
+    assert problem in line
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+    assert sandbox.requests == []
+
+
 @pytest.mark.parametrize(("text", "problem"), BROKEN_STATES[2:])
 def test_a_broken_state_dict_is_refused_by_the_tap_itself(
     config: dict[str, Any], text: str, problem: str
@@ -123,15 +152,35 @@ def test_state_of_other_streams_is_left_alone(
     assert sum('"RECORD"' in line for line in run.stdout.splitlines()) == 250
 
 
-def test_a_bookmark_later_than_now_is_warned_about_by_name(
-    config: dict[str, Any], tmp_path: Path
+def test_a_bookmark_later_than_now_is_refused_by_name(
+    sandbox: Sandbox, config: dict[str, Any], tmp_path: Path
 ) -> None:
+    # A run would end on it and skip every change made before then.
     future = "2999-01-01T00:00:00.000000+00:00"
     state = tmp_path / "state.json"
     state.write_text(json.dumps(state_at(future)))
 
     run = run_cli("--state", str(state), config=config, tmp_path=tmp_path)
 
-    assert run.returncode == 0, run.stderr
-    warnings = [line for line in run.stderr.splitlines() if "| WARNING" in line]
-    assert any(future in line and "later than now" in line for line in warnings)
+    assert run.returncode == 1
+    (line,) = error_lines(run.stderr)
+    assert future in line
+    assert "later than now" in line
+    assert sandbox.requests == []
+
+
+def test_a_bookmark_a_little_ahead_of_this_clock_is_taken_as_now(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    # Clock skew between machines: the run ends on a bookmark no later than its
+    # start, which reads more files than the bookmark asked for, never fewer.
+    ahead = format_instant(datetime.now(timezone.utc) + timedelta(minutes=1))
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(state_at(ahead)))
+
+    run = run_cli("--state", str(state), config=config, tmp_path=tmp_path)
+
+    assert run.returncode == 0, run.stderr[-2000:]
+    last = json.loads(run.stdout.splitlines()[-1])
+    end = last["value"]["bookmarks"]["files"]["replication_key_value"]
+    assert parse_instant(end) <= datetime.now(timezone.utc)
