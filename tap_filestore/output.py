@@ -11,7 +11,7 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib import SingerMessageType
 from typing_extensions import override
 
-from tap_filestore.stopping import output_closed
+from tap_filestore.stopping import output_closed, whole_lines
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -77,8 +77,12 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
             SyncStoppedError: If nobody reads the output any more.
         """
         try:
-            sys.stdout.buffer.write(self._waiting)
-            sys.stdout.flush()
+            with whole_lines(), memoryview(self._waiting) as waiting:
+                # A write to a full pipe that a signal interrupts returns short.
+                written = 0
+                while written < len(waiting):
+                    written += sys.stdout.buffer.write(waiting[written:])
+                sys.stdout.flush()
         except BrokenPipeError:
             raise output_closed() from None
         finally:

@@ -2,12 +2,14 @@
 
 The SDK answers SIGTERM and SIGINT by writing the state and exiting 0, as if
 the sync had finished. Here a signal stops the sync where it is: the records
-already written go out, no STATE follows them, and the process exits with
-128 + the signal's number and one line that says so.
+already written go out (a write in progress ends first, so no line is cut in
+half), no STATE follows them, and the process exits with 128 + the signal's
+number and one line that says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -18,6 +20,7 @@ from tap_filestore.errors import SyncStoppedError
 from tap_filestore.session import abort_requests
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
     from types import FrameType
 
 logger = logging.getLogger("tap-filestore")
@@ -33,6 +36,31 @@ def stop_on_signals() -> None:
         signal.signal(signum, _stop)
 
 
+class _Output:
+    """Whether output is being written, and a stop that waits for it to end."""
+
+    writing = False
+    stopped: SyncStoppedError | None = None
+
+
+@contextlib.contextmanager
+def whole_lines() -> Iterator[None]:
+    """Write output that a signal cannot cut short: it stops the sync after.
+
+    A signal that interrupts a write to a full pipe would otherwise end it part
+    way through a line, and the target would fail on that line before it
+    confirmed the last STATE it loaded, so the next run would start over.
+    """
+    _Output.writing = True
+    try:
+        yield
+    finally:
+        _Output.writing = False
+    if (stopped := _Output.stopped) is not None:
+        _Output.stopped = None
+        raise stopped
+
+
 def _stop(signum: int, _frame: FrameType | None) -> None:
     # A second signal while stopping ends the process the default way.
     for other in STOP_SIGNALS:
@@ -43,7 +71,11 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
         f"The sync was stopped by {name} before it finished: the records sent "
         "so far are kept, and the next run resumes from the last STATE."
     )
-    raise SyncStoppedError(msg, exit_code=128 + signum)
+    stopped = SyncStoppedError(msg, exit_code=128 + signum)
+    if _Output.writing:
+        _Output.stopped = stopped  # the write goes on, then `whole_lines` raises
+        return
+    raise stopped
 
 
 def output_closed() -> SyncStoppedError:

@@ -12,7 +12,8 @@ import os
 import signal
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+import time
+from pathlib import Path
 
 import pytest
 
@@ -20,9 +21,6 @@ from tap_filestore.sandbox import Sandbox
 from tap_filestore.stopping import CLOSED_OUTPUT_EXIT
 from tests.conftest import FAST_RETRIES, error_lines, state_at
 from tests.leaks import CHILD_OUTPUTS
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 BOOKMARK = "2000-01-01T00:00:00.000000+00:00"
 #: Guards against a hang only: a stopped tap exits in well under a second.
@@ -88,3 +86,37 @@ def test_a_closed_output_ends_the_tap_at_once_with_one_line(tmp_path: Path) -> N
     assert "Traceback" not in err
     assert "Exception ignored" not in err
     assert pages_requested < 20
+
+
+def blocked_writing(pid: int) -> bool:
+    """Whether the process's main thread waits for room in its output pipe."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text().endswith("pipe_write")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_a_write_leaves_no_half_line_for_the_target(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    # A slow target: the tap fills the pipe and waits, part way through a
+    # block of records, when the signal comes.
+    with Sandbox(20_000) as api:
+        tap = start_tap(api, tmp_path, page_size=1000)
+        try:
+            deadline = time.monotonic() + HANG_GUARD_S
+            while not blocked_writing(tap.pid):
+                assert time.monotonic() < deadline, "the tap never filled its output"
+                time.sleep(0.01)
+            os.kill(tap.pid, signum)
+        finally:
+            out, err = tap.communicate(timeout=HANG_GUARD_S)
+            CHILD_OUTPUTS.extend((out, err))
+
+    assert tap.returncode == 128 + signum
+    assert out.endswith("\n")
+    messages = [json.loads(line) for line in out.splitlines()]  # every line whole
+    assert sum(m["type"] == "RECORD" for m in messages) < 20_000
+    (line,) = error_lines(err)
+    assert f"stopped by {signal.Signals(signum).name}" in line
