@@ -44,12 +44,8 @@ from tap_filestore.sdk_private import (
     write_activate_version,
 )
 from tap_filestore.state import BATCH_FOLDER, CHECKPOINT, Checkpoint
+from tap_filestore.sync import Ending, SyncRun
 from tap_filestore.timestamps import format_instant, normalize, parse_instant
-
-#: While a sync pages in RECORD mode, a STATE (with its checkpoint) follows
-#: at least every this many records and seconds (in BATCH mode, every BATCH).
-CHECKPOINT_EVERY_RECORDS = 10_000
-CHECKPOINT_EVERY_S = 60.0
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -89,27 +85,10 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
     ).to_dict()
 
     paginator: FilesPaginator | None = None
-    _since: str | None = None
-    #: Where this sync's paging starts (after a checkpoint), and whether files
-    #: were deleted before it (the bookmark then stays where it was).
-    _start_offset = 0
-    _shrank_before = False
-    #: When this sync started (its signpost), once it has.
-    _started: str | None = None
-    #: The last page parsed, with its last file's id: emitted in full once the
-    #: page after it is asked for.
-    _last_page: tuple[Page, str] | None = None
-    #: When the last STATE went out, and how many records had by then.
-    _last_state_at = 0.0
-    _emitted_at_state = 0
+    #: The sync running, or the last one (a new one for each sync).
+    _run: SyncRun | None = None
     #: Whether get_batches is writing the records to files.
     _batching = False
-    #: The table version to activate once every record is out.
-    _version_to_activate: int | None = None
-    #: The first file whose text had to be replaced this sync, if any.
-    _replaced_text_in: str | None = None
-    #: The greatest `modified_at` emitted this sync (both parts of a resumed one).
-    _newest: str | None = None
     #: What the last page request was prepared from (all but its query), and it.
     _request_shape: tuple[tuple[t.Any, ...], requests.PreparedRequest] | None = None
 
@@ -166,10 +145,9 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
 
     @override
     def get_new_paginator(self) -> FilesPaginator:
-        self.paginator = FilesPaginator(
-            int(self.config["page_size"]), self._start_offset
-        )
-        self.paginator.listing_shrank = self._shrank_before
+        run = self.run
+        self.paginator = FilesPaginator(int(self.config["page_size"]), run.start_offset)
+        self.paginator.listing_shrank = run.shifted
         return self.paginator
 
     @override
@@ -181,9 +159,9 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
         def request(
             prepared_request: requests.PreparedRequest, context: Context | None
         ) -> requests.Response:
-            if self._last_page:
+            if self.run.last_page:
                 # The SDK asks for a page once every record before it is out.
-                self._checkpoint(*self._last_page)
+                self._checkpoint(*self.run.last_page)
             return self.client.fetch(
                 prepared_request,
                 t.cast("FilesPaginator", self.paginator),
@@ -204,10 +182,18 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
             headers=http.headers,
         )
 
+    @property
+    def run(self) -> SyncRun:
+        """The sync running (once `get_records` has begun it)."""
+        if self._run is None:
+            msg = "no sync has begun"
+            raise RuntimeError(msg)
+        return self._run
+
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         state = self.get_context_state(context)
-        fresh_start = self._begin(context, state)
+        run = self._run = self._begin(context, state)
         try:
             yield from super().get_records(context)
         finally:
@@ -217,63 +203,61 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
             self.writer.flush()
         self._advance_bookmark(context)
         paginator = t.cast("FilesPaginator", self.paginator)
-        if not (shortfall := paginator.shortfall()):
-            state.pop(CHECKPOINT, None)  # the sync is complete
-        if paginator.listing_shrank:
+        shortfall = paginator.shortfall()
+        ending = run.ending(shortfall=shortfall, shifted=paginator.listing_shrank)
+        if ending is Ending.SHIFTED:
             self._keep_starting_bookmark(context)
         elif shortfall:
             raise IncompleteListingError(shortfall)
-        elif fresh_start:
+        else:
+            state.pop(CHECKPOINT, None)  # the sync is complete
+        if ending is Ending.ACTIVATE:
             # Without a bookmark this sync carried every file: let the target
             # retire the rows of files the API no longer lists. Only at the end:
             # sent first, it would retire every row before the sync had loaded
             # any, and a sync that then failed would leave the table empty.
             # (In batch mode, after the last BATCH: see get_batches.)
-            self._version_to_activate = table_version(self)
-        if not self._batching:
+            run.version_to_activate = table_version(self)
+        if not run.batching:
             self._activate_version()
         self.logger.info(
             "%s", self.progress.summary_line(self.client.requests, self.client.retries)
         )
 
-    def _begin(self, context: Context | None, state: dict[str, t.Any]) -> bool:
-        """Set up this sync, or resume the one a trusted checkpoint names.
+    def _begin(self, context: Context | None, state: dict[str, t.Any]) -> SyncRun:
+        """Begin this sync, or resume the one a trusted checkpoint names.
 
         A checkpoint that does not belong to its state is dropped with a
         warning, and one whose file is gone starts the sync again: either way
-        the sync starts from the bookmark, with the bookmark's filter and a
-        signpost of now.
-
-        Returns:
-            Whether the sync started without a bookmark (it carries every file).
+        the sync starts from the bookmark, with the bookmark's filter (a
+        trusted checkpoint's is the same) and a signpost of now.
         """
         now = datetime.now(timezone.utc)
-        self._start_offset, self._shrank_before = 0, False
-        # A trusted checkpoint's filter is this one.
-        self._since = self._modified_since(context)
+        run = self._run = SyncRun(
+            since=self._modified_since(context),
+            started=format_instant(now),
+            fresh_start=self._bookmark(context) is None,
+            batching=self._batching,
+            last_state_at=self.client.clock.monotonic(),
+            emitted_at_state=self.progress.emitted,
+        )
+        version = None
         resume = self._trusted_checkpoint(context, state, now)
-        if resume and (start := self._find_checkpoint(context, resume)) is not None:
-            self._start_offset = start
-        elif resume:
-            state.pop(CHECKPOINT)
-            resume = None
-        # Never a signpost (the bookmark's cap) later than this run's start.
-        started = min(parse_instant(resume.started), now) if resume else now
-        self._started = format_instant(started)
-        if SIGNPOST in state:
-            state[SIGNPOST] = self._started
-        self._replaced_text_in, self._last_page = None, None
-        self._newest = resume.seen if resume else None
-        self._last_state_at = self.client.clock.monotonic()
-        self._emitted_at_state = self.progress.emitted
-        fresh_start, version = self._bookmark(context) is None, None
-        if resume:
-            fresh_start, version = resume.version is not None, resume.version
+        if resume and (found := self._find_checkpoint(context, resume)) is not None:
+            run.start_offset, run.shifted = found
+            # Never a signpost (the bookmark's cap) later than this run's start.
+            run.started = format_instant(min(parse_instant(resume.started), now))
+            run.newest = resume.seen
+            run.fresh_start, version = resume.version is not None, resume.version
             if resume.seen and self.replication_method == "INCREMENTAL":
                 advance_progress_bookmark(self, context, resume.seen)
-        if fresh_start:
+        elif resume:
+            state.pop(CHECKPOINT)
+        if SIGNPOST in state:
+            state[SIGNPOST] = run.started
+        if run.fresh_start:
             set_table_version(self, version or int(now.timestamp() * 1000))
-        return fresh_start
+        return run
 
     def _trusted_checkpoint(
         self, context: Context | None, state: dict[str, t.Any], now: datetime
@@ -337,7 +321,7 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
         state[BATCH_FOLDER] = name
         started_ms = round(started.timestamp() * 1000)
         emitted_before, announced = self.progress.emitted, 0
-        self._batching = True
+        self._batching = True  # for the sync that record_chunks begins
         try:
             sizes = file_sizes(batch_config.batch_size)
             for chunk in record_chunks(self, context, sizes):
@@ -360,9 +344,10 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
             raise IncompleteBatchError(msg)
         # The records ran out after the last BATCH: the state is final now.
         self.write_state()
-        if not self.config.get("batch_record_metadata") and self._version_to_activate:
+        run = self.run
+        if not self.config.get("batch_record_metadata") and run.version_to_activate:
             # Rows without `_sdc_table_version` are what a target retires.
-            self._version_to_activate = None
+            run.version_to_activate = None
             self.logger.info(
                 "%s: rows of files gone from the API are not retired: batch rows "
                 "carry no _sdc_table_version unless batch_record_metadata is on",
@@ -408,9 +393,10 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
 
     def _activate_version(self) -> None:
         """Send the ACTIVATE_VERSION a sync that carried every file has earned."""
-        if self._version_to_activate is not None:
-            write_activate_version(self, self._version_to_activate)
-            self._version_to_activate = None
+        run = self.run
+        if run.version_to_activate is not None:
+            write_activate_version(self, run.version_to_activate)
+            run.version_to_activate = None
 
     @property
     @override
@@ -429,8 +415,8 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
             "limit": int(self.config["page_size"]),
         }
         param = self.config.get("modified_since_param")
-        if param and self._since:
-            params[param] = self._since
+        if param and (since := self.run.since):
+            params[param] = since
         return params
 
     @override
@@ -445,46 +431,40 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
             raise MalformedPageError(msg) from None
         # JSON escapes are the only way to a lone surrogate.
         body = response.content
-        if self._replaced_text_in is None and (b"\\ud" in body or b"\\uD" in body):
+        run = self.run
+        if run.replaced_text_in is None and (b"\\ud" in body or b"\\uD" in body):
             self._warn_of_unencodable_text(records)
-        self._last_page = (page, records[-1]["file_id"]) if records else None
+        run.last_page = (page, records[-1]["file_id"]) if records else None
         return records
 
     def _checkpoint(self, page: Page, file_id: str) -> None:
         """Record that every file up to `page`'s last is out; STATE when due."""
         self._advance_bookmark(None)
-        state = self.get_context_state(None)
-        Checkpoint(
-            offset=page.end,
-            file_id=file_id,
-            page=len(page.files),
-            started=t.cast("str", self._started),
-            since=self._since,
-            version=table_version(self),
-            seen=self._newest,
-            shrank=t.cast("FilesPaginator", self.paginator).listing_shrank,
-        ).write(state)
-        now, emitted = self.client.clock.monotonic(), self.progress.emitted
-        if not self._batching and (
-            emitted - self._emitted_at_state >= CHECKPOINT_EVERY_RECORDS
-            or now - self._last_state_at >= CHECKPOINT_EVERY_S
-        ):
-            self._last_state_at, self._emitted_at_state = now, emitted
+        shifted = t.cast("FilesPaginator", self.paginator).listing_shrank
+        checkpoint = self.run.checkpoint(
+            page, file_id, table_version(self), shifted=shifted
+        )
+        checkpoint.write(self.get_context_state(None))
+        if self.run.state_due(self.client.clock.monotonic(), self.progress.emitted):
             self.write_state()
 
     def _advance_bookmark(self, context: Context | None) -> None:
         """Count the greatest `modified_at` out so far towards the bookmark."""
-        if self._newest is not None and self.replication_method == "INCREMENTAL":
-            advance_progress_bookmark(self, context, self._newest)
+        newest = self.run.newest
+        if newest is not None and self.replication_method == "INCREMENTAL":
+            advance_progress_bookmark(self, context, newest)
 
     def _find_checkpoint(
         self, context: Context | None, resume: Checkpoint
-    ) -> int | None:
-        """Find the last file a checkpoint names; return the offset after it.
+    ) -> tuple[int, bool] | None:
+        """Find the last file a checkpoint names.
 
         Files deleted or added before it since move it: the page around its
-        offset is read, and it is found by its id. None (with a warning) if
-        it is not there: the sync starts again from offset 0.
+        offset is read, and it is found by its id.
+
+        Returns:
+            The offset after it, and whether the listing shifted; None (with a
+            warning) if it is not there: the sync starts again from offset 0.
         """
         probe = max(0, resume.offset - 1 - resume.page // 2)
         page = decode_page(
@@ -505,7 +485,7 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
         # Files deleted before the checkpoint (those after it moved down) or
         # added before it (the first part's version lacks them): the first part
         # may have missed some (the shifting-offsets rule).
-        self._shrank_before = resume.shrank or after != resume.offset
+        shifted = resume.shrank or after != resume.offset
         self.logger.info(
             "%s: resuming the sync of %s after file %s at offset %d",
             self.name,
@@ -513,7 +493,7 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
             resume.file_id,
             after,
         )
-        return after
+        return after, shifted
 
     def _warn_of_unencodable_text(self, records: list[dict[str, t.Any]]) -> None:
         """Warn, once a sync, that text UTF-8 cannot carry was replaced."""
@@ -523,7 +503,7 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
             if REPLACEMENT in f"{r['file_id']}{r['file_name'] or ''}"
         )
         if (file_id := next(replaced, None)) is not None:
-            self._replaced_text_in = file_id
+            self.run.replaced_text_in = file_id
             self.logger.warning(
                 "%s: file %s (and maybe others) has text that UTF-8 cannot "
                 "carry (a lone surrogate escape): replaced with U+FFFD",
@@ -535,12 +515,8 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
     def post_process(
         self, row: dict[str, t.Any], context: Context | None = None
     ) -> dict[str, t.Any] | None:
-        modified = row["modified_at"]
-        if modified is not None:
-            if self._since and modified < self._since:
-                return None
-            if self._newest is None or modified > self._newest:
-                self._newest = modified
+        if not self.run.keeps(row["modified_at"]):
+            return None
         self.progress.emitted += 1
         return row
 

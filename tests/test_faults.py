@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tap_filestore import streams
+from tap_filestore import sync as sync_run
 from tap_filestore.errors import RetriesExhaustedError
 from tap_filestore.tap import TapFileStore
 from tests.conftest import captured_stdout, expected_records, state_at, sync
@@ -38,7 +38,7 @@ def claimed_bookmarks(messages: list[dict[str, Any]]) -> set[str | None]:
 @pytest.fixture
 def frequent_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """Write interim STATE (with a checkpoint) every page, not every 10,000 records."""
-    monkeypatch.setattr(streams, "CHECKPOINT_EVERY_RECORDS", 50)
+    monkeypatch.setattr(sync_run, "CHECKPOINT_EVERY_RECORDS", 50)
 
 
 @pytest.mark.usefixtures("frequent_state")

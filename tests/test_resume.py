@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tap_filestore import streams
+from tap_filestore import sync as sync_run
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.tap import TapFileStore
 from tests.conftest import FAST_RETRIES, expected_records, run_cli, sync
@@ -146,7 +146,7 @@ def test_a_first_sync_that_dies_resumes_after_its_checkpoint_and_loses_nothing(
         checkpoint = state["bookmarks"]["files"]["checkpoint"]
         out = sum(m["type"] == "RECORD" for m in first)
         # A STATE at least every 10,000 records, covering only what is out.
-        assert out - streams.CHECKPOINT_EVERY_RECORDS - PAGE < checkpoint["offset"]
+        assert out - sync_run.CHECKPOINT_EVERY_RECORDS - PAGE < checkpoint["offset"]
         assert checkpoint["offset"] <= out
         if in_flight == 1:
             assert checkpoint["offset"] == DIES_AT_PAGE * PAGE  # the last page out
@@ -306,7 +306,7 @@ def test_state_goes_out_with_checkpoints_every_minute_covering_only_what_is_out(
     # Far fewer than 10,000 records, yet a STATE after (nearly) every page.
     assert len(offsets) >= 2_500 // PAGE - 2
     assert offsets == sorted(offsets)
-    assert streams.CHECKPOINT_EVERY_S == 60.0
+    assert sync_run.CHECKPOINT_EVERY_S == 60.0
 
 
 def terminate_the_tap_of(run: Popen[bytes]) -> None:
