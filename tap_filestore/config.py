@@ -35,12 +35,14 @@ SCHEMA = th.PropertiesList(
     th.Property(
         "client_id",
         th.StringType(min_length=1),
+        title="Client ID",
         required=True,
         description="OAuth2 client id.",
     ),
     th.Property(
         "client_secret",
         th.StringType(min_length=1),
+        title="Client Secret",
         required=True,
         secret=True,
         description="OAuth2 client secret; never logged.",
@@ -48,41 +50,50 @@ SCHEMA = th.PropertiesList(
     th.Property(
         "base_url",
         th.URIType,
+        title="Base URL",
         default=DEFAULT_BASE_URL,
         description="API root, e.g. https://api.example.com.",
     ),
     th.Property(
         "token_url",
         th.URIType,
+        title="Token URL",
         description="OAuth2 token endpoint. Default: {base_url}/oauth/token.",
     ),
-    th.Property("scope", th.StringType, description="Optional OAuth2 scope."),
+    th.Property(
+        "scope", th.StringType, title="Scope", description="Optional OAuth2 scope."
+    ),
     th.Property(
         "start_date",
         th.DateTimeType,
+        title="Start Date",
         description="Earliest modified_at to extract on a first run (ISO 8601).",
     ),
     th.Property(
         "page_size",
         th.IntegerType(minimum=1, maximum=1000),
+        title="Page Size",
         default=100,
         description="Files per page: the `limit` sent with each page request.",
     ),
     th.Property(
         "max_retries",
         th.IntegerType(minimum=0),
+        title="Max Retries",
         default=3,
         description="Retries of one request after a retryable failure.",
     ),
     th.Property(
         "backoff_factor",
         POSITIVE_NUMBER,
+        title="Backoff Factor",
         default=2,
         description="Retry n waits backoff_factor ** n seconds, or Retry-After.",
     ),
     th.Property(
         "request_timeout",
         POSITIVE_NUMBER,
+        title="Request Timeout",
         default=60,
         description="Seconds one HTTP request may take in all (connect, "
         "headers, body) before it is abandoned and retried.",
@@ -90,6 +101,7 @@ SCHEMA = th.PropertiesList(
     th.Property(
         "max_concurrent_requests",
         th.IntegerType(minimum=1, maximum=16),
+        title="Max Concurrent Requests",
         default=DEFAULT_MAX_CONCURRENT_REQUESTS,
         description="Most page requests in flight at once, once `total` is "
         "known and if the API takes 3 ms or more to answer a page: the tap "
@@ -100,12 +112,14 @@ SCHEMA = th.PropertiesList(
     th.Property(
         "max_requests_per_second",
         POSITIVE_NUMBER,
+        title="Max Requests Per Second",
         description="Most requests (page and token together) the tap starts "
         "in any one second, for an API with a published quota. Unset: no limit.",
     ),
     th.Property(
         "lookback_window",
         th.IntegerType(minimum=0),
+        title="Lookback Window",
         default=0,
         description="Seconds before the bookmark an incremental run starts from, "
         "to catch late or shifted changes.",
@@ -113,12 +127,14 @@ SCHEMA = th.PropertiesList(
     th.Property(
         "modified_since_param",
         th.StringType(min_length=1),
+        title="Modified Since Parameter",
         description="Query parameter by which the API filters on modified_at; "
         "unset: the tap filters itself.",
     ),
     th.Property(
         "batch_record_metadata",
         th.BooleanType,
+        title="Batch Record Metadata",
         default=False,
         description="With batch_config: write the `_sdc_*` columns a loader adds "
         "to RECORD rows (its add_record_metadata) into each batch row. Turn it on "
