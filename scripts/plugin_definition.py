@@ -6,7 +6,7 @@
 The settings, their labels, descriptions, kinds and defaults come from the
 settings schema (`--about`); the addresses and the version from pyproject.toml.
 A user adds the tap to their own project from the file this writes, with
-`meltano add extractor tap-filestore --from-ref <that file>`.
+`meltano add --plugin-type extractor tap-filestore --from-ref <that file>`.
 """
 
 from __future__ import annotations

@@ -90,7 +90,10 @@ def stream() -> FilesStream:
         config={"client_id": "c", "client_secret": "s"}, parse_env_config=False
     )
     files = cast("FilesStream", tap.streams["files"])
-    files.get_new_paginator()  # a sync's paginator decodes each page
+    # A sync begun (no state: nothing is requested) and its paginator, which
+    # decodes each page.
+    files._begin(None, files.get_context_state(None))
+    files.get_new_paginator()
     return files
 
 
