@@ -17,9 +17,10 @@ if t.TYPE_CHECKING:
     from collections.abc import Mapping
 
 DEFAULT_BASE_URL = "https://api.example.com"
-#: Measured with benchmarks/ (docs/performance.md): as fast as one at a time on
-#: loopback, about 4x faster with 20 ms per page.
-DEFAULT_MAX_CONCURRENT_REQUESTS = 16
+#: The most page requests in flight at once, and the default: measured with
+#: benchmarks/ (docs/performance.md), as fast as one at a time on loopback,
+#: about 4x faster with 20 ms per page.
+MAX_PAGES_IN_FLIGHT = DEFAULT_MAX_CONCURRENT_REQUESTS = 16
 
 #: A positive number, or its decimal text: Meltano hands a number set from the
 #: environment over as text (its `decimal` kind cannot be written as JSON).
@@ -100,7 +101,7 @@ SCHEMA = th.PropertiesList(
     ),
     th.Property(
         "max_concurrent_requests",
-        th.IntegerType(minimum=1, maximum=16),
+        th.IntegerType(minimum=1, maximum=MAX_PAGES_IN_FLIGHT),
         title="Max Concurrent Requests",
         default=DEFAULT_MAX_CONCURRENT_REQUESTS,
         description="Most page requests in flight at once, once `total` is "

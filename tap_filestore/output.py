@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 import typing as t
 from datetime import datetime, timezone
@@ -11,15 +14,17 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib import SingerMessageType
 from typing_extensions import override
 
-from tap_filestore.stopping import output_closed, whole_lines
+from tap_filestore.errors import SyncStoppedError
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from singer_sdk.singerlib.encoding.simple import Message
 
 #: RECORD bytes gathered before they are written out.
 BLOCK_BYTES = 64 * 1024
+#: Exit status after a closed output: 128 + SIGPIPE, as a shell reports it.
+CLOSED_OUTPUT_EXIT = 128 + signal.SIGPIPE
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -87,3 +92,53 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
             raise output_closed() from None
         finally:
             self._waiting.clear()
+
+
+class _Writing:
+    """Whether output is being written, and a stop that waits for it to end."""
+
+    now = False
+    stopped: SyncStoppedError | None = None
+
+
+@contextlib.contextmanager
+def whole_lines() -> Iterator[None]:
+    """Write output that a signal cannot cut short: it stops the sync after.
+
+    A signal that interrupts a write to a full pipe would otherwise end it part
+    way through a line, and the target would fail on that line before it
+    confirmed the last STATE it loaded, so the next run would start over.
+    """
+    _Writing.now = True
+    try:
+        yield
+    finally:
+        _Writing.now = False
+    if (stopped := _Writing.stopped) is not None:
+        _Writing.stopped = None
+        raise stopped
+
+
+def stop_after_write(stopped: SyncStoppedError) -> bool:
+    """Keep `stopped` to raise once the write in progress ends, if one is.
+
+    Returns:
+        Whether a write was in progress.
+    """
+    if _Writing.now:
+        _Writing.stopped = stopped
+    return _Writing.now
+
+
+def output_closed() -> SyncStoppedError:
+    """Return the error for an output nobody reads any more."""
+    # Nothing more can be written: point stdout at nothing, so that the
+    # interpreter's final flush does not fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    msg = (
+        "The output closed (the target exited or stopped reading): the sync was "
+        "stopped. Check the target's own error."
+    )
+    return SyncStoppedError(msg, exit_code=CLOSED_OUTPUT_EXIT)

@@ -25,6 +25,7 @@ from typing_extensions import override
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from tap_filestore.config import MAX_PAGES_IN_FLIGHT
 from tap_filestore.errors import BodyTooLargeError
 
 if t.TYPE_CHECKING:
@@ -34,7 +35,7 @@ if t.TYPE_CHECKING:
 
 
 #: Connections kept alive per host: the most pages in flight at once.
-MAX_CONNECTIONS = 16
+MAX_CONNECTIONS = MAX_PAGES_IN_FLIGHT
 #: The most bytes one answer may hold once decompressed: a page of 1,000 files
 #: is well under 1 MiB, and a decompression bomb must not exhaust the host.
 MAX_BODY_BYTES = 64 * 1024 * 1024

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tap_filestore.output import CLOSED_OUTPUT_EXIT
 from tap_filestore.sandbox import Sandbox
-from tap_filestore.stopping import CLOSED_OUTPUT_EXIT
 from tests.conftest import FAST_RETRIES, error_lines, state_at
 from tests.leaks import CHILD_OUTPUTS
 
