@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
+
+from tests.net import free_port
 
 if TYPE_CHECKING:
     import psycopg
@@ -35,12 +36,6 @@ def _bin_dir() -> Path:
     if not found:
         raise PostgresUnavailableError(HOW_TO_RUN.format(SERVER_ROOT / SERVER_GLOB))
     return Path(found[-1]).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return cast("int", probe.getsockname()[1])
 
 
 @dataclass
@@ -98,7 +93,7 @@ def start_cluster() -> Cluster:
     root.chmod(0o755)
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    port = _free_port()
+    port = free_port()
     cluster = Cluster(port, root, bin_dir)
     try:
         _run_as_postgres(

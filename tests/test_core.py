@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
@@ -11,18 +10,13 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 from tap_filestore.sandbox import Sandbox
 from tap_filestore.sandbox.server import CLIENT_ID, CLIENT_SECRET
 from tap_filestore.tap import TapFileStore
+from tests.net import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return cast("int", probe.getsockname()[1])
-
-
-PORT = _free_port()
+PORT = free_port()
 CONFIG = {
     "client_id": CLIENT_ID,
     "client_secret": CLIENT_SECRET,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -53,6 +54,16 @@ def test_first_run_emits_everything_and_bookmarks_the_greatest_modified_at(
     assert result.records[-1]["modified_at"] != result.bookmark
 
 
+def emitted_since(sandbox: Sandbox, since: str) -> set[str]:
+    """The files a sync filtered on `since` emits: those modified since, or never."""
+    moment = parse_instant(since)
+    return {
+        file_id
+        for file_id, r in expected_records(sandbox).items()
+        if r["modified_at"] is None or parse_instant(r["modified_at"]) >= moment
+    }
+
+
 def test_first_run_starts_at_start_date_and_keeps_null_modified_at(
     sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
@@ -60,12 +71,7 @@ def test_first_run_starts_at_start_date_and_keeps_null_modified_at(
 
     result = sync({**config, "start_date": start})
 
-    since = format_instant(parse_instant(start))
-    expected = {
-        i
-        for i, r in expected_records(sandbox).items()
-        if r["modified_at"] is None or r["modified_at"] >= since
-    }
+    expected = emitted_since(sandbox, start)
     assert set(result.ids) == expected
     assert 0 < len(expected) < 250
     assert any(r["modified_at"] is None for r in result.records)
@@ -113,13 +119,7 @@ def test_bookmarks_compare_as_instants_whatever_their_form(
 
     result = sync(config, state=state_at(bookmark))
 
-    since = "2024-06-01T12:00:00.000000+00:00"
-    expected = {
-        i
-        for i, r in expected_records(sandbox).items()
-        if r["modified_at"] is None or r["modified_at"] >= since
-    }
-    assert set(result.ids) == expected
+    assert set(result.ids) == emitted_since(sandbox, "2024-06-01T12:00:00Z")
 
 
 def test_the_modified_since_param_sends_the_bookmark_to_the_api(
@@ -153,13 +153,8 @@ def test_the_lookback_window_reaches_back_before_the_bookmark(
     )
 
     assert first.bookmark is not None
-    since = parse_instant(first.bookmark).timestamp() - lookback_days * 86400
-    expected = {
-        i
-        for i, r in expected_records(sandbox).items()
-        if r["modified_at"] is None
-        or parse_instant(r["modified_at"]).timestamp() >= since
-    }
+    since = parse_instant(first.bookmark) - timedelta(days=lookback_days)
+    expected = emitted_since(sandbox, format_instant(since))
     assert set(result.ids) == expected
     assert len(expected) > 3
     assert result.bookmark == first.bookmark
