@@ -242,7 +242,7 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
             emitted_at_state=self.progress.emitted,
         )
         version = None
-        resume = self._trusted_checkpoint(context, state, now)
+        resume = self._trusted_checkpoint(state, run, now)
         if resume and (found := self._find_checkpoint(context, resume)) is not None:
             run.start_offset, run.shifted = found
             # Never a signpost (the bookmark's cap) later than this run's start.
@@ -260,15 +260,18 @@ class FilesStream(LeanRecordSync, RESTStream[int]):
         return run
 
     def _trusted_checkpoint(
-        self, context: Context | None, state: dict[str, t.Any], now: datetime
+        self, state: dict[str, t.Any], run: SyncRun, now: datetime
     ) -> Checkpoint | None:
-        """Return the state's checkpoint if it belongs to the state; else drop it."""
+        """Return the state's checkpoint if it belongs to the state; else drop it.
+
+        `run` is the sync as its bookmark (or `start_date`) alone begins it.
+        """
         resume = Checkpoint.of(state)
         if resume is None:
             return None
-        bookmarked = self._bookmark(context) is not None
-        since = self._modified_since(context)
-        problem = resume.distrust(since=since, bookmarked=bookmarked, now=now)
+        problem = resume.distrust(
+            since=run.since, bookmarked=not run.fresh_start, now=now
+        )
         if problem is None:
             return resume
         state.pop(CHECKPOINT)
