@@ -25,7 +25,7 @@ from tests.pipeline import source
 from tests.postgres import Cluster, PostgresUnavailableError, start_cluster
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from datetime import datetime
     from pathlib import Path
 
@@ -117,9 +117,15 @@ def run_cli(
     config: dict[str, Any] | None = None,
     tmp_path: Path,
     env: dict[str, str] | None = None,
+    wrapper: Sequence[str] = (),
+    entry: Sequence[str] = ("-m", "tap_filestore"),
 ) -> subprocess.CompletedProcess[str]:
-    """Run `tap-filestore` as a user does, in a child process."""
-    argv = [sys.executable, "-m", "tap_filestore", *args]
+    """Run `tap-filestore` as a user does, in a child process.
+
+    `wrapper` runs it (`setpriv ... --`, a shell that sets the umask); `entry`
+    is what Python runs (`-c SCRIPT` to run it with a fault injected).
+    """
+    argv = [*wrapper, sys.executable, *entry, *args]
     if config is not None:
         path = tmp_path / "config.json"
         path.write_text(json.dumps(config))

@@ -9,7 +9,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tap_filestore.sandbox import Sandbox
-from tests.conftest import error_lines, state_at
-from tests.leaks import CHILD_OUTPUTS
+from tests.conftest import error_lines, run_cli, state_at
 from tests.test_batch import batch_config, read_batch, run
 
 if TYPE_CHECKING:
@@ -217,43 +215,11 @@ def test_every_allowed_prefix_is_written_announced_and_cleaned_up(
 def test_a_connection_test_leaves_no_batch_folder(api: Sandbox, tmp_path: Path) -> None:
     root = tmp_path / "batches"
     config = api.config(batch_config=batch_config(root))
-    (tmp_path / "config.json").write_text(json.dumps(config))
 
-    done = subprocess.run(
-        [sys.executable, "-m", "tap_filestore", "--config", "config.json", "--test"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    CHILD_OUTPUTS.extend((done.stdout, done.stderr))
+    done = run_cli("--test", config=config, tmp_path=tmp_path)
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert not root.exists()
-
-
-def run_with_umask(config: dict[str, Any], tmp_path: Path) -> tuple[int, str]:
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    done = subprocess.run(
-        [
-            "sh",
-            "-c",
-            'umask 000 && exec "$@"',
-            "sh",
-            sys.executable,
-            "-m",
-            "tap_filestore",
-            "--config",
-            str(tmp_path / "config.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    CHILD_OUTPUTS.extend((done.stdout, done.stderr))
-    return done.returncode, done.stderr
 
 
 def test_run_folders_and_batch_files_are_private_whatever_the_umask(
@@ -261,9 +227,13 @@ def test_run_folders_and_batch_files_are_private_whatever_the_umask(
 ) -> None:
     root = tmp_path / "new" / "batches"
 
-    code, stderr = run_with_umask(api.config(batch_config=batch_config(root)), tmp_path)
+    done = run_cli(
+        config=api.config(batch_config=batch_config(root)),
+        tmp_path=tmp_path,
+        wrapper=("sh", "-c", 'umask 000 && exec "$@"', "sh"),
+    )
 
-    assert code == 0, stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
     for made in (root, root.parent):  # the tap made both
         assert stat.S_IMODE(made.stat().st_mode) == 0o700
     (folder,) = root.iterdir()
@@ -326,20 +296,13 @@ def test_a_record_missing_from_the_files_fails_the_sync_before_its_state_moves(
     config = api.config(
         batch_config=batch_config(tmp_path / "batches"), batch_record_metadata=True
     )
-    (tmp_path / "config.json").write_text(json.dumps(config))
     start = "2020-01-01T00:00:00+00:00"
     (tmp_path / "state.json").write_text(json.dumps(state_at(start)))
     state = [] if first_sync else ["--state", str(tmp_path / "state.json")]
 
-    done = subprocess.run(
-        [sys.executable, "-c", FAULTY_WRITER, fault, "--config", "config.json", *state],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_cli(
+        *state, config=config, tmp_path=tmp_path, entry=("-c", FAULTY_WRITER, fault)
     )
-    CHILD_OUTPUTS.extend((done.stdout, done.stderr))
 
     assert done.returncode == 1
     (line,) = error_lines(done.stderr)
@@ -463,23 +426,14 @@ def test_a_root_this_user_may_not_write_is_one_line(
     # without its capabilities, into a folder another user owns.
     (root := tmp_path / "batches").mkdir(mode=0o755)
     os.chown(root, 101, 104)  # postgres
-    (tmp_path / "config.json").write_text(
-        json.dumps(api.config(batch_config=batch_config(root)))
-    )
-    argv = [sys.executable, "-m", "tap_filestore", "--config", "config.json"]
-    unprivileged = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is not installed: cannot drop root's rights")
 
-    done = subprocess.run(
-        [*unprivileged, *argv],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_cli(
+        config=api.config(batch_config=batch_config(root)),
+        tmp_path=tmp_path,
+        wrapper=("setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"),
     )
-    CHILD_OUTPUTS.extend((done.stdout, done.stderr))
 
     assert done.returncode == 1, done.stderr[-2000:]
     assert "BATCH" not in done.stdout

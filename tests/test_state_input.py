@@ -85,23 +85,35 @@ BROKEN_STATES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "problem"), BROKEN_STATES)
-def test_a_broken_state_file_is_one_line_and_exit_1_before_any_request(
-    sandbox: Sandbox, config: dict[str, Any], tmp_path: Path, text: str, problem: str
-) -> None:
+def refusal(
+    sandbox: Sandbox, config: dict[str, Any], tmp_path: Path, data: bytes
+) -> str:
+    """Run the tap on a state file holding `data`; return its one error line.
+
+    The run must end at once: exit 1, nothing on stdout, no request sent.
+    """
     state = tmp_path / "state.json"
-    state.write_text(text)
+    state.write_bytes(data)
 
     run = run_cli("--state", str(state), config=config, tmp_path=tmp_path)
 
     assert run.returncode == 1
     (line,) = error_lines(run.stderr)
-    assert problem in line
-    assert "state" in line
-    assert "--full-refresh" in line
     assert "Traceback" not in run.stderr
     assert run.stdout == ""
     assert sandbox.requests == []
+    return line
+
+
+@pytest.mark.parametrize(("text", "problem"), BROKEN_STATES)
+def test_a_broken_state_file_is_one_line_and_exit_1_before_any_request(
+    sandbox: Sandbox, config: dict[str, Any], tmp_path: Path, text: str, problem: str
+) -> None:
+    line = refusal(sandbox, config, tmp_path, text.encode())
+
+    assert problem in line
+    assert "state" in line
+    assert "--full-refresh" in line
 
 
 UNREADABLE_STATES = [
@@ -117,18 +129,10 @@ UNREADABLE_STATES = [
 def test_a_state_file_a_json_parser_chokes_on_is_one_line_naming_it(
     sandbox: Sandbox, config: dict[str, Any], tmp_path: Path, data: bytes, problem: str
 ) -> None:
-    state = tmp_path / "state.json"
-    state.write_bytes(data)
+    line = refusal(sandbox, config, tmp_path, data)
 
-    run = run_cli("--state", str(state), config=config, tmp_path=tmp_path)
-
-    assert run.returncode == 1
-    (line,) = error_lines(run.stderr)
-    assert str(state) in line
+    assert str(tmp_path / "state.json") in line
     assert problem in line
-    assert "Traceback" not in run.stderr
-    assert run.stdout == ""
-    assert sandbox.requests == []
 
 
 @pytest.mark.parametrize(("text", "problem"), BROKEN_STATES[2:])
@@ -157,16 +161,11 @@ def test_a_bookmark_later_than_now_is_refused_by_name(
 ) -> None:
     # A run would end on it and skip every change made before then.
     future = "2999-01-01T00:00:00.000000+00:00"
-    state = tmp_path / "state.json"
-    state.write_text(json.dumps(state_at(future)))
 
-    run = run_cli("--state", str(state), config=config, tmp_path=tmp_path)
+    line = refusal(sandbox, config, tmp_path, json.dumps(state_at(future)).encode())
 
-    assert run.returncode == 1
-    (line,) = error_lines(run.stderr)
     assert future in line
     assert "later than now" in line
-    assert sandbox.requests == []
 
 
 def test_a_bookmark_a_little_ahead_of_this_clock_is_taken_as_now(
