@@ -18,16 +18,17 @@ import stat
 import typing as t
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import msgspec
 
-from tap_filestore.errors import BatchWriteError
+from tap_filestore.errors import BatchWriteError, IncompleteBatchError
+from tap_filestore.timestamps import format_instant
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
-    from datetime import datetime
+    from collections.abc import Callable, Iterable, Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +205,8 @@ def file_sizes(batch_size: int) -> Iterator[int]:
     yield from itertools.repeat(batch_size)
 
 
+#: What a run folder's name starts with: the tap's and the stream's names.
+RUN_NAME = "tap-filestore--files"
 #: A run's own folder of batch files, and the files in it.
 RUN_FOLDER = re.compile(r"[A-Za-z0-9_.-]+--[A-Za-z0-9_.-]+-\d{8}T\d{6}Z-[0-9a-f]{12}")
 RUN_FILE = re.compile(r".*part-\d+\.json(\.gz)?(\.part)?", re.DOTALL)
@@ -215,6 +218,123 @@ RETENTION_S = 24 * 3600
 def run_folder_name(sync_name: str, now: datetime) -> str:
     """Return a new run's folder name: the sync's name, the time, a random part."""
     return f"{sync_name}-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
+
+
+def open_run(
+    root: str,
+    *,
+    prefix: str | None,
+    compression: str | None,
+    loaded: str | None,
+    now: float,
+) -> RunFolder:
+    """Delete the folder of the run `loaded` names, and dead runs'; make this run's.
+
+    Raises:
+        BatchWriteError: If the root or the run's folder cannot be made.
+    """
+    folder = BatchRoot(local_folder(root))
+    try:
+        folder.delete_loaded(loaded, now)
+        name = run_folder_name(RUN_NAME, datetime.fromtimestamp(now, timezone.utc))
+        return folder.new_run(name, prefix, compression or "none")
+    finally:
+        folder.close()
+
+
+def write_batches(
+    chunks: Iterable[Iterator[dict[str, t.Any]]],
+    folder: RunFolder,
+    extra: Callable[[], dict[str, t.Any]],
+    emitted: Callable[[], int],
+) -> Iterator[BatchFile]:
+    """Write each chunk of records to a file of `folder`; yield it once complete.
+
+    Every record a file is handed must be in it, or nothing about the file is
+    announced; and the files must hold every record the sync emitted.
+
+    Args:
+        chunks: The records, a file's worth at a time.
+        folder: The run's folder.
+        extra: What each line of a file written now holds besides its record.
+        emitted: How many records the sync emitted.
+
+    Raises:
+        IncompleteBatchError: If a file lacks a record it was handed, or the
+            files lack one the sync emitted.
+    """
+    announced = 0
+    try:
+        for chunk in chunks:
+            handed = _Tally(chunk)
+            written = folder.write(handed, extra())
+            _check_complete(written, handed)
+            if written is not None:
+                announced += written.records
+                yield written
+    finally:
+        folder.close()
+    if announced != (count := emitted()):
+        msg = (
+            f"files: {count} records were emitted but the batch files "
+            f"announced hold {announced}: the sync stops before its final "
+            "state. Report this as a bug; run again in RECORD mode "
+            "(batch_config unset) meanwhile."
+        )
+        raise IncompleteBatchError(msg)
+
+
+def record_metadata(
+    version: int | None, sync_started_ms: int, now: float
+) -> dict[str, t.Any]:
+    """Return what a target adds to a RECORD's row, for a file written `now`.
+
+    The record's version is the sync's table version; its extraction, its
+    arrival and its batch are the file's writing.
+    """
+    written = format_instant(datetime.fromtimestamp(now, timezone.utc))
+    return {
+        "_sdc_extracted_at": written,
+        "_sdc_received_at": written,
+        "_sdc_batched_at": written,
+        "_sdc_deleted_at": None,
+        "_sdc_sequence": round(now * 1000),
+        "_sdc_table_version": version,
+        "_sdc_sync_started_at": sync_started_ms,
+    }
+
+
+class _Tally:
+    """The records a batch file is handed, counted as they are taken."""
+
+    def __init__(self, records: Iterator[dict[str, t.Any]]) -> None:
+        self.records, self.count = records, 0
+
+    def __iter__(self) -> Iterator[dict[str, t.Any]]:
+        for record in self.records:
+            self.count += 1
+            yield record
+
+    def left_over(self) -> bool:
+        """Whether records were left untaken."""
+        return next(self.records, None) is not None
+
+
+def _check_complete(written: BatchFile | None, handed: _Tally) -> None:
+    """Check that a batch file holds every record it was handed.
+
+    Raises:
+        IncompleteBatchError: If it does not; nothing about it is announced.
+    """
+    held = written.records if written else 0
+    if held != handed.count or handed.left_over():
+        where = f"The batch file {written.url}" if written else "No batch file"
+        msg = (
+            f"{where} holds {held} of the {handed.count} records it was handed: "
+            "the sync stops before announcing it. Report this as a bug; run again "
+            "in RECORD mode (batch_config unset) meanwhile."
+        )
+        raise IncompleteBatchError(msg)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from tap_filestore.errors import (
     RetriesExhaustedError,
 )
 from tap_filestore.pacing import Pacer
+from tap_filestore.pagination import decode_page
 from tap_filestore.prefetch import PageFetcher
 from tap_filestore.progress import PROGRESS_INTERVAL_S
 from tap_filestore.redact import redact
@@ -35,8 +36,11 @@ from tap_filestore.session import GuardedSession, origin
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from singer_sdk.streams.rest import HTTPRequest
+
     from tap_filestore.pacing import Clock
-    from tap_filestore.pagination import FilesPaginator
+    from tap_filestore.pagination import Page
+    from tap_filestore.prefetch import RequestAt
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +90,10 @@ class FilesClient:
         self._max_retries = int(settings["max_retries"])
         self._transport = send
         self._fetcher: PageFetcher | None = None
+        #: What the last request was prepared from (all but its query), and it.
+        self._request_shape: (
+            tuple[tuple[t.Any, ...], requests.PreparedRequest] | None
+        ) = None
         self._next_metric_at = -math.inf
         #: Requests (tries) and retries sent so far.
         self.requests = self.retries = 0
@@ -113,27 +121,44 @@ class FilesClient:
             send=self._send_token,
         )
 
-    def fetch(
-        self,
-        request: requests.PreparedRequest,
-        paginator: FilesPaginator,
-        request_at: Callable[[int], requests.PreparedRequest],
-    ) -> requests.Response:
-        """Return the answer to the page request at the paginator's offset.
+    @property
+    def most_in_flight(self) -> int:
+        """The most page requests in flight at once (`max_concurrent_requests`)."""
+        return int(self.settings["max_concurrent_requests"])
 
-        The pages after it are requested ahead, built by `request_at(offset)`.
+    def page(self, offset: int, request_at: RequestAt) -> Page:
+        """Return the page at `offset`, fetched ahead or now, decoded.
+
+        Args:
+            offset: Where the page starts.
+            request_at: Builds the page request for an offset.
         """
-        width = int(self.settings["max_concurrent_requests"])
         if self._fetcher is None:
-            self._fetcher = PageFetcher(self._with_retries, width, self.clock)
-        response = self._fetcher.fetch(request, paginator.current_value)
-        offsets = paginator.offsets_after(paginator.page(response), most=width)
-        self._fetcher.fetch_ahead(offsets, request_at)
-        return response
+            self._fetcher = PageFetcher(
+                self._with_retries, self.most_in_flight, self.clock
+            )
+        return decode_page(self._fetcher.fetch(offset, request_at), offset)
 
-    def fetch_one(self, request: requests.PreparedRequest) -> requests.Response:
-        """Return the answer to one page request, retried as any, none ahead."""
-        return self._with_retries(request)
+    def fetch_ahead(self, offsets: list[int], request_at: RequestAt) -> None:
+        """Request the pages at `offsets` ahead, dropping others planned before."""
+        if self._fetcher is not None:
+            self._fetcher.fetch_ahead(offsets, request_at)
+
+    def prepare(self, http: HTTPRequest) -> requests.PreparedRequest:
+        """Prepare a page request (no body); each try is authenticated as it goes.
+
+        Page requests differ in their query alone: each is a copy of one
+        prepared without it, a third of the cost of preparing anew.
+        """
+        shape = (http.method, http.url, tuple(http.headers.items()))
+        if self._request_shape is None or self._request_shape[0] != shape:
+            request = requests.Request(http.method, http.url, headers=http.headers)
+            self._request_shape = (shape, self.session.prepare_request(request))
+        prepared = self._request_shape[1].copy()
+        if query := http.encode_params():
+            url = str(prepared.url)
+            prepared.url = f"{url}{'&' if '?' in url else '?'}{query}"
+        return prepared
 
     def close(self) -> None:
         """End the listing: pages fetched ahead that nobody asked for are dropped."""
@@ -237,7 +262,7 @@ class FilesClient:
             seconds = float(value)
         except ValueError:
             try:
-                seconds = parsedate_to_datetime(value).timestamp() - time.time()
+                seconds = parsedate_to_datetime(value).timestamp() - self.clock.time()
             except (TypeError, ValueError):
                 return None
         if seconds <= 0:

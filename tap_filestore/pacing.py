@@ -13,7 +13,11 @@ logger = logging.getLogger(__name__)
 
 
 class Clock(t.Protocol):
-    """What the pacer reads and sleeps on: the `time` module, or a test's clock."""
+    """What the tap reads and sleeps on: the `time` module, or a test's clock."""
+
+    def time(self) -> float:
+        """Return the wall time, in seconds since the epoch."""
+        ...
 
     def monotonic(self) -> float:
         """Return seconds on a clock that never goes back."""

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import typing as t
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import msgspec
-from singer_sdk.pagination import OffsetPaginator
-from typing_extensions import override
 
 from tap_filestore.errors import MalformedPageError, PaginationLoopError
+from tap_filestore.timestamps import normalize
 
 if TYPE_CHECKING:
     import requests
@@ -23,11 +23,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Page:
-    """A decoded page: where it starts, its files and the optional `total`."""
+    """A decoded page: where it starts, its files as records, the optional `total`."""
 
     offset: int
+    #: The files as the stream's records: every property, date-times normalized.
     files: list[dict[str, t.Any]]
     total: int | None
+    #: The first file whose text UTF-8 cannot carry (replaced), if any.
+    replaced_text_in: str | None = None
 
     @property
     def end(self) -> int:
@@ -40,11 +43,12 @@ def decode_page(response: requests.Response, offset: int) -> Page:
 
     Raises:
         MalformedPageError: If the body is not JSON, has no `files` list, or a
-            file has no `file_id`.
+            file has no `file_id` or an invalid value.
     """
     where = f"The page at offset {offset} of {urlsplit(response.url).path}"
+    content = response.content
     try:
-        body = _decode(response.content)
+        body = _decode(content)
     except ValueError as exc:
         msg = f"{where} is not JSON ({exc}). The API or a proxy sent an error page."
         raise MalformedPageError(msg) from exc
@@ -58,14 +62,24 @@ def decode_page(response: requests.Response, offset: int) -> Page:
     if not isinstance(files, list):
         msg = f"{where} has no `files` list. Check base_url points at the files API."
         raise MalformedPageError(msg)
+    records = []
     for position, record in enumerate(files):
         # A non-empty string or an integer (JSON gives these exact types).
         file_id = record.get("file_id") if type(record) is dict else None
         if not ((type(file_id) is str and file_id) or type(file_id) is int):
             msg = f"{where} has a file without `file_id` (item {position})."
             raise MalformedPageError(msg)
+        try:
+            records.append(_normalized(record))
+        except (TypeError, ValueError) as exc:
+            msg = f"{where} has a file with an invalid value: {exc}."
+            raise MalformedPageError(msg) from None
     total = body.get("total")
-    return Page(offset, files, total if isinstance(total, int) else None)
+    # JSON escapes are the only way to a lone surrogate.
+    replaced = (
+        _replaced_text_in(records) if b"\\ud" in content or b"\\uD" in content else None
+    )
+    return Page(offset, records, total if isinstance(total, int) else None, replaced)
 
 
 def _decode(content: bytes) -> t.Any:
@@ -80,51 +94,92 @@ def _decode(content: bytes) -> t.Any:
 _DECODER = msgspec.json.Decoder()
 
 
-class FilesPaginator(OffsetPaginator):
-    """Advance `offset` by the files each page held; stop where the listing ends.
+def _normalized(record: dict[str, t.Any]) -> dict[str, t.Any]:
+    """Return the record with every property present and date-times normalized.
+
+    Raises:
+        ValueError: If `file_name` is not a string or a date-time is not ISO 8601.
+    """
+    file_id, name = record["file_id"], record.get("file_name")
+    if type(file_id) is not str:
+        file_id = str(file_id)
+    if name is not None and type(name) is not str:
+        msg = f"file_name {name!r} is not a string"
+        raise ValueError(msg)
+    return {
+        "file_id": file_id if file_id.isascii() else _encodable(file_id),
+        "file_name": name if name is None or name.isascii() else _encodable(name),
+        "created_at": normalize(record.get("created_at")),
+        "modified_at": normalize(record.get("modified_at")),
+    }
+
+
+#: What replaces text that UTF-8 cannot carry.
+REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> str:
+    """Return `text` with lone surrogates (which JSON escapes can hold) replaced."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(REPLACEMENT, text)
+    return text
+
+
+def _replaced_text_in(records: list[dict[str, t.Any]]) -> str | None:
+    """Return the first file whose text holds a replacement character, if any."""
+    replaced = (
+        r["file_id"]
+        for r in records
+        if REPLACEMENT in f"{r['file_id']}{r['file_name'] or ''}"
+    )
+    return next(replaced, None)
+
+
+class Listing:
+    """What paging has learnt of the listing, and where it goes next.
 
     The API decides its page size: it may serve fewer files than `limit` asks
     for (its own maximum) or more. So the next offset follows what a page held,
     a `total` the API sends decides the end, and without one a short page is
     confirmed by one more request: only an empty page ends that listing.
 
-    The SDK's loop check compares offsets, which always grow, so an API that
-    ignores or wraps `offset` would loop forever: a page with the same files as
-    an earlier one is an error instead (`PageCycleCheck`).
+    Offsets always grow, so an API that ignores or wraps `offset` would loop
+    forever: a page with the same files as an earlier one is an error instead
+    (`PageCycleCheck`).
     """
 
-    def __init__(self, page_size: int, start: int = 0) -> None:
-        """Start at offset `start`, asking for `page_size` files a page."""
-        super().__init__(start_value=start, page_size=page_size)
-        self._last: tuple[requests.Response, Page] | None = None
+    def __init__(self, page_size: int, *, shifted: bool = False) -> None:
+        """Page `page_size` files at a time; `shifted` if it already moved."""
+        self.page_size = page_size
+        #: Whether `total` fell between two pages: files were deleted during the
+        #: sync, later offsets moved down, and files may have been skipped.
+        self.shifted = shifted
+        self._last: Page | None = None
         self._cycle_check = PageCycleCheck()
         #: False once the API served files past its own `total`.
         self._total_is_true = True
         self._told_page_size = False
         self._served_before: int | None = None
         self._last_total: int | None = None
-        #: Whether `total` fell between two pages: files were deleted during the
-        #: sync, later offsets moved down, and files may have been skipped.
-        self.listing_shrank = False
 
-    def page(self, response: requests.Response) -> Page:
-        """Return the page `response` answers at the current offset, decoded once."""
-        if self._last is None or self._last[0] is not response:
-            page = decode_page(response, self.current_value)
-            if page.total is not None:
-                self.listing_shrank |= page.total < (self._last_total or 0)
-                self._last_total = page.total
-            self._last = (response, page)
-        return self._last[1]
+    def seen(self, page: Page) -> None:
+        """Take in a page as it arrives, before its records go out."""
+        if page.total is not None:
+            self.shifted |= page.total < (self._last_total or 0)
+            self._last_total = page.total
+        self._last = page
 
-    @override
-    def get_next(self, response: requests.Response) -> int | None:
-        return self.page(response).end
+    def has_more(self, page: Page) -> bool:
+        """Whether pages follow `page`, once its records are out.
 
-    @override
-    def has_more(self, response: requests.Response) -> bool:
-        # An empty page never gets here: the SDK ends paging on it.
-        page = self.page(response)
+        Raises:
+            PaginationLoopError: If it holds the same files as an earlier page.
+        """
         earlier = self._cycle_check.seen_before(page)
         if earlier is not None:
             msg = (
@@ -186,12 +241,12 @@ class FilesPaginator(OffsetPaginator):
     def shortfall(self) -> str | None:
         """Say how the listing fell short of its `total`, if it ended before it.
 
-        Files deleted during the sync (`listing_shrank`) explain a shortfall,
-        and are handled on their own.
+        Files deleted during the sync (`shifted`) explain a shortfall, and
+        are handled on their own.
         """
-        if self._last is None or self.listing_shrank:
+        if self._last is None or self.shifted:
             return None
-        page = self._last[1]
+        page = self._last
         total = self.known_total(page)
         if total is None or page.end >= total:
             return None

@@ -15,6 +15,9 @@ if t.TYPE_CHECKING:
 
     from tap_filestore.pacing import Clock
 
+    #: Builds the page request for an offset.
+    RequestAt = Callable[[int], requests.PreparedRequest]
+
 logger = logging.getLogger(__name__)
 
 #: An API that answers a page quicker than this is not worth fetching ahead from.
@@ -94,7 +97,7 @@ class PageFetcher:
     Once a page says how many files there are (`total`), the pages after it are
     independent: the next `max_concurrent_requests` of them are requested in a
     pool while the caller emits the current one, at most `width` (see `Width`)
-    on the wire at once. The paginator plans their offsets after each page
+    on the wire at once. The listing plans their offsets after each page
     (`fetch_ahead`); pages off the new plan, or past the end of the listing,
     are dropped before they go on the wire. Records still come
     out in order, since the caller asks for offsets in order, and at most
@@ -129,26 +132,22 @@ class PageFetcher:
         self._closed = False
         self._answers_slowly: bool | None = None
 
-    def fetch(
-        self, request: requests.PreparedRequest, offset: int
-    ) -> requests.Response:
+    def fetch(self, offset: int, request_at: RequestAt) -> requests.Response:
         """Return the answer to the page request at `offset`, fetched ahead or now."""
         with self._lock:
             ahead = self._ahead.pop(offset, None)
         if ahead and ahead.future:
             return ahead.future.result()
-        response = self._timed_send(request)
+        response = self._timed_send(request_at(offset))
         if offset and self._answers_slowly is None:
             self._judge_answer_time(response)
         return response
 
-    def fetch_ahead(
-        self, offsets: list[int], request_at: Callable[[int], requests.PreparedRequest]
-    ) -> None:
+    def fetch_ahead(self, offsets: list[int], request_at: RequestAt) -> None:
         """Make `offsets` the plan: request those not in flight, drop the rest.
 
         Args:
-            offsets: The next pages, in order (`FilesPaginator.offsets_after`).
+            offsets: The next pages, in order (`Listing.offsets_after`).
             request_at: Builds the page request for an offset.
         """
         if self._pool is None:

@@ -7,18 +7,22 @@ Checked against singer-sdk 0.54.9 and 0.55.0b7.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import logging
 import typing as t
 
-from singer_sdk import Tap, metrics
+from singer_sdk import Tap
+from singer_sdk.mapper import RemoveRecordTransform
+from singer_sdk.singerlib import ActivateVersionMessage
 from singer_sdk.streams import Stream
 
 if t.TYPE_CHECKING:
-    from collections.abc import Generator, Iterable, Iterator
+    from collections.abc import Generator, Iterator
 
+    from singer_sdk import metrics
     from singer_sdk.helpers import _batch
-    from singer_sdk.helpers.types import Context
+    from singer_sdk.helpers.types import Context, TapState
+    from singer_sdk.singerlib import Message
 
     # What the SDK passes to `Stream.get_batches` (types only), for streams.py.
     BatchConfig = _batch.BatchConfig
@@ -30,111 +34,130 @@ PROGRESS_MARKERS = "progress_markers"
 SIGNPOST = "replication_key_signpost"
 
 
-def set_table_version(stream: Stream, version: int) -> None:
-    """Stamp the stream's RECORDs with a table version (`Stream._stream_version`).
+class MessageWriter(t.Protocol):
+    """The tap's message writer."""
 
-    The SDK sets it only when it sends ACTIVATE_VERSION itself, before the first
-    record; the tap sends it after the last one.
+    def write_message(self, message: Message) -> None:
+        """Send `message`."""
+        ...
+
+
+class StateWriter(t.Protocol):
+    """The tap's `state_writer`."""
+
+    def write_state(self, state: TapState) -> None:
+        """Send a STATE message with `state`, unless it was the last sent."""
+        ...
+
+
+class SdkBookkeeping:
+    """A stream's state and metrics as the SDK keeps them, for a sync it runs itself.
+
+    The SDK advances a bookmark once a record (`Stream._increment_stream_state`),
+    most of the tap's time per record; the sync advances it once a page
+    instead, and the SDK makes it the bookmark at the end (`_finalize_state`).
+    RECORDs carry the table version the stream holds (`Stream._stream_version`):
+    the SDK sets it only when it sends ACTIVATE_VERSION itself, before the
+    first record; the sync sends it after the last one. STATE and
+    ACTIVATE_VERSION go out through public names.
     """
-    stream._stream_version = version  # noqa: SLF001
+
+    def __init__(
+        self,
+        stream: Stream,
+        context: Context | None,
+        *,
+        writer: MessageWriter,
+        state_writer: StateWriter,
+        counters: tuple[metrics.Counter, metrics.Counter | None],
+    ) -> None:
+        """Keep the state of `stream` (in `context`); write through the tap's writers.
+
+        Args:
+            stream: The stream.
+            context: Its context (None: the stream has no partitions).
+            writer: The tap's message writer.
+            state_writer: The tap's `state_writer`, which skips a STATE equal
+                to the last one it sent.
+            counters: The SDK's counters of page requests and of records
+                (None where the SDK's record loop counts them).
+        """
+        self._stream, self._context = stream, context
+        self._writer, self._state_writer = writer, state_writer
+        self._pages, self._records = counters
+        self.state = stream.get_context_state(context)
+
+    def count(self, *, pages: int = 0, records: int = 0) -> None:
+        """Count pages requested, or records that went out."""
+        if pages:
+            self._pages.increment(pages)
+        if records and self._records is not None:
+            self._records.increment(records)
+
+    def advance_bookmark(self, value: str) -> None:
+        """Count `value` as seen this sync, as the SDK does for each record.
+
+        A resumed sync counts what its first part saw: the SDK drops the
+        progress markers of the state a sync starts from.
+        """
+        key = t.cast("str", self._stream.replication_key)
+        self._stream._increment_stream_state({key: value}, context=self._context)  # noqa: SLF001
+
+    def keep_starting_bookmark(self) -> None:
+        """Forget the greatest replication value seen so far this sync."""
+        markers = self.state.get(PROGRESS_MARKERS, {})
+        markers.pop("replication_key", None)
+        markers.pop("replication_key_value", None)
+
+    def finalize(self) -> None:
+        """Make the progress markers the bookmark, capped by the signpost."""
+        self._stream._finalize_state(self.state)  # noqa: SLF001
+
+    def stamp(self, version: int) -> None:
+        """Make `version` the table version the stream's RECORDs carry."""
+        self._stream._stream_version = version  # noqa: SLF001
+
+    def write_state(self) -> None:
+        """Send a STATE message with the tap's state, unless it was the last sent."""
+        self._state_writer.write_state(self._stream.tap_state)
+
+    def activate(self, version: int) -> None:
+        """Send ACTIVATE_VERSION for `version`, under each name the stream goes by."""
+        for stream_map in self._stream.stream_maps:
+            if not isinstance(stream_map, RemoveRecordTransform):
+                message = ActivateVersionMessage(
+                    stream=stream_map.stream_alias, version=version
+                )
+                self._writer.write_message(message)
 
 
-def table_version(stream: Stream) -> int | None:
-    """Return the table version the stream's RECORDs carry."""
-    return stream._stream_version  # noqa: SLF001
+@contextlib.contextmanager
+def record_loop(stream: Stream, context: Context | None) -> Iterator[metrics.Counter]:
+    """Do the SDK's part around a record loop the stream runs itself.
 
-
-def write_activate_version(stream: Stream, version: int) -> None:
-    """Send ACTIVATE_VERSION (`Stream._write_activate_version_message`)."""
-    stream._write_activate_version_message(version)  # noqa: SLF001
-
-
-def record_chunks(
-    stream: Stream, context: Context | None, sizes: Iterable[int]
-) -> Iterator[Iterator[dict[str, t.Any]]]:
-    """Yield the stream's records in chunks, sized by `sizes` in turn, writing nothing.
-
-    What `Stream._sync_records(write_messages=False)` (the loop the SDK's own
-    `get_batches` batches) does for a stream without partitions or children,
-    except the bookmark: the stream advances it itself, as its records go out
-    (`advance_progress_bookmark`), instead of the SDK once a record, most of
-    the tap's time per record. Each chunk is an iterator, so that a chunk need
-    not be held in memory: take all of it before asking for the next. The
-    bookmark is finalized when the records run out. A dry run (`--test`)
-    keeps the SDK's loop, which enforces its limit.
+    What `Stream._sync_records` does around its loop: note the starting
+    bookmark, and count the records (with the counter yielded) and time the
+    sync. The sync finalizes the bookmark itself.
     """
-    sizes = iter(sizes)
-    if stream.ABORT_AT_RECORD_COUNT is not None:
-        loop = iter(stream._sync_records(context, write_messages=False))  # noqa: SLF001
-        while chunk := list(itertools.islice(loop, next(sizes))):
-            yield iter(chunk)
-        return
     stream._write_starting_replication_value(context)  # noqa: SLF001
-    records = (
-        record
-        for row in stream.get_records(context)
-        # The tap yields dicts: the SDK's (record, context) tuples are deprecated.
-        if (record := stream.post_process(t.cast("dict[str, t.Any]", row), context))
-        is not None
-    )
     with stream.get_record_counter() as counter, stream.get_sync_timer():
-        # `islice` pulls no record past the chunk.
-        for first in records:
-            yield _counted(counter, itertools.chain((first,), records), next(sizes))
-    stream._finalize_state(stream.get_context_state(context))  # noqa: SLF001
+        yield counter
 
 
-def _counted(
-    counter: metrics.Counter, records: Iterator[dict[str, t.Any]], size: int
-) -> Iterator[dict[str, t.Any]]:
-    """Yield the first `size` records; count them once all are out."""
-    count = 0
-    for count, record in enumerate(itertools.islice(records, size), 1):  # noqa: B007
-        yield record
-    counter.increment(count)
+class OwnRecordLoop(Stream):
+    """Runs the stream's own record loop (`sync_records`) in place of the SDK's.
 
-
-def advance_progress_bookmark(
-    stream: Stream, context: Context | None, value: str
-) -> None:
-    """Count `value` as seen this sync, as the SDK does for each record.
-
-    The greatest value counted is the bookmark once the sync is finalized. A
-    resumed sync counts what its first part saw: the SDK drops the progress
-    markers of the state a sync starts from.
-    """
-    key = t.cast("str", stream.replication_key)
-    stream._increment_stream_state({key: value}, context=context)  # noqa: SLF001
-
-
-def drop_progress_bookmark(stream_state: dict[str, t.Any]) -> None:
-    """Forget the greatest replication value seen so far this sync.
-
-    The SDK finalizes its progress markers into the bookmark at the end of a
-    sync; with them gone, the bookmark stays where the sync started.
-    """
-    markers = stream_state.get(PROGRESS_MARKERS, {})
-    markers.pop("replication_key", None)
-    markers.pop("replication_key_value", None)
-
-
-class LeanRecordSync(Stream):
-    """Syncs records in chunks, written straight out, when nothing changes them.
-
-    `Stream._sync_records` walks the selection mask and the stream maps,
+    `Stream._sync_records` walks the selection mask and the stream maps, and
     builds a message object and advances the bookmark for every record: most
     of the tap's time per record. Where neither selection nor maps can change
-    a record (subclasses say so in `records_go_out_as_they_are`), the records
-    are taken in chunks instead (`record_chunks`, which leaves the same state)
-    and handed to `write_records`. A dry run (`--test`) keeps the SDK's loop.
+    a record (subclasses say so in `records_go_out_as_they_are`), the stream
+    writes its records itself. A dry run (`--test`) keeps the SDK's loop.
     """
 
     records_go_out_as_they_are = False
-    #: Records the bookmark advances by at a time.
-    CHUNK_RECORDS = 10_000
 
-    def write_records(self, records: Iterator[dict[str, t.Any]]) -> None:
-        """Write a RECORD message for each record, as the SDK's loop would."""
+    def sync_records(self, context: Context | None) -> None:
+        """Write every record of the sync, and its STATE, as the SDK's loop would."""
         raise NotImplementedError
 
     def _sync_records(
@@ -148,9 +171,7 @@ class LeanRecordSync(Stream):
         ):
             yield from super()._sync_records(context, write_messages=write_messages)
             return
-        for chunk in record_chunks(self, context, itertools.repeat(self.CHUNK_RECORDS)):
-            self.write_records(chunk)
-        self._write_state_message()  # as the SDK's loop ends
+        self.sync_records(context)
 
 
 class SignalsLeftAlone(Tap):

@@ -31,7 +31,6 @@ if t.TYPE_CHECKING:
 
     from singer_sdk.streams import Stream
 
-    from tap_filestore.auth import ClientCredentialsAuthenticator
     from tap_filestore.pacing import Clock
 
 
@@ -61,7 +60,8 @@ class TapFileStore(SignalsLeftAlone, Tap):
         """Create the tap; a bad config or state raises one clear error."""
         if isinstance(kwargs.get("catalog"), dict):
             kwargs["catalog"] = _honour_replication_method(kwargs["catalog"])
-        kwargs["state"] = load_state(kwargs.get("state"), datetime.now(timezone.utc))
+        now = datetime.fromtimestamp(self.clock.time(), timezone.utc)
+        kwargs["state"] = load_state(kwargs.get("state"), now)
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as exc:
@@ -83,11 +83,6 @@ class TapFileStore(SignalsLeftAlone, Tap):
     def client(self) -> FilesClient:
         """The request path every stream of this tap shares (nothing sent yet)."""
         return FilesClient(self.config, clock=self.clock)
-
-    @property
-    def authenticator(self) -> ClientCredentialsAuthenticator:
-        """The one authenticator of this tap."""
-        return self.client.authenticator
 
     @classmethod
     @override

@@ -223,6 +223,9 @@ class SkippingClock:
     def __init__(self) -> None:
         self.slept: list[float] = []
 
+    def time(self) -> float:
+        return time.time() + sum(self.slept)
+
     def monotonic(self) -> float:
         return time.monotonic() + sum(self.slept)
 

@@ -91,6 +91,9 @@ class _ManualClock:
     def __init__(self) -> None:
         self.now = 100.0
 
+    def time(self) -> float:
+        return 1_800_000_000.0 + self.now
+
     def monotonic(self) -> float:
         return self.now
 

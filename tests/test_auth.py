@@ -48,18 +48,12 @@ def test_the_token_request_is_client_credentials_with_scope(
 def test_pages_carry_the_bearer_token(sandbox: Sandbox, config: dict[str, Any]) -> None:
     tap = TapFileStore(config=config, parse_env_config=False)
     stream = cast("FilesStream", tap.streams["files"])
-    response = stream.requests_session.send(
-        stream.authenticator(
-            stream.build_prepared_request(
-                method="GET", url=f"{sandbox.base_url}/v1/files"
-            )
-        )
-    )
 
-    assert response.status_code == 200
-    assert response.request.headers["Authorization"] == (
-        f"Bearer {sandbox.issued_tokens[-1]}"
-    )
+    page = tap.client.page(0, lambda offset: stream.page_request(offset, None))
+
+    assert page.files
+    (request,) = sandbox.page_requests()
+    assert request.authorization == f"Bearer {sandbox.issued_tokens[-1]}"
 
 
 def test_a_token_is_renewed_before_it_expires() -> None:
@@ -78,7 +72,7 @@ def test_a_missing_expires_in_gets_the_default_lifetime() -> None:
     with Sandbox(30, token_ttl=None) as api:
         tap = TapFileStore(config=api.config(page_size=10), parse_env_config=False)
         sync(api.config(page_size=10))
-        auth = tap.authenticator
+        auth = tap.client.authenticator
         auth.update_access_token()
 
         assert auth.expires_in is None
@@ -233,8 +227,8 @@ def test_expires_in_as_a_numeric_string_is_a_lifetime(
     tap = TapFileStore(config=config, parse_env_config=False)
 
     with caplog.at_level(logging.WARNING):
-        tap.authenticator.update_access_token()
+        tap.client.authenticator.update_access_token()
 
-    assert tap.authenticator.expires_in == lifetime
-    assert tap.authenticator.is_token_valid()
+    assert tap.client.authenticator.expires_in == lifetime
+    assert tap.client.authenticator.is_token_valid()
     assert ("not a number of seconds" in caplog.text) == (lifetime is None)

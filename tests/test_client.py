@@ -17,7 +17,9 @@ import requests
 
 from tap_filestore.client import FilesClient
 from tap_filestore.errors import AuthenticationError, RetriesExhaustedError
-from tap_filestore.pagination import FilesPaginator
+
+if t.TYPE_CHECKING:
+    from tap_filestore.pagination import Page
 
 #: A checked config, as the tap hands it over.
 CONFIG: dict[str, t.Any] = {
@@ -38,6 +40,9 @@ class ManualClock:
     def __init__(self) -> None:
         self.now = 1000.0
         self.slept: list[float] = []
+
+    def time(self) -> float:
+        return 1_800_000_000.0 + self.now
 
     def monotonic(self) -> float:
         return self.now
@@ -98,9 +103,7 @@ def api() -> FakeAPI:
     return FakeAPI(ManualClock())
 
 
-def fetch_first_page(
-    api: FakeAPI, **settings: t.Any
-) -> tuple[FilesClient, requests.Response]:
+def fetch_first_page(api: FakeAPI, **settings: t.Any) -> tuple[FilesClient, Page]:
     client = FilesClient({**CONFIG, **settings}, clock=api.clock, send=api.send)
 
     def request_at(offset: int) -> requests.PreparedRequest:
@@ -108,10 +111,10 @@ def fetch_first_page(
         return client.session.prepare_request(requests.Request("GET", url))
 
     try:
-        response = client.fetch(request_at(0), FilesPaginator(100), request_at)
+        page = client.page(0, request_at)
     finally:
         client.close()
-    return client, response
+    return client, page
 
 
 def page_requests(api: FakeAPI) -> list[tuple[float, str, str | None]]:
@@ -121,9 +124,9 @@ def page_requests(api: FakeAPI) -> list[tuple[float, str, str | None]]:
 def test_retryable_statuses_are_retried_with_exponential_waits(api: FakeAPI) -> None:
     api.pages = [(500, {}), (502, {}), (504, {})]
 
-    client, response = fetch_first_page(api)
+    client, page = fetch_first_page(api)
 
-    assert response.status_code == 200
+    assert [file["file_id"] for file in page.files] == ["a", "b"]
     assert api.clock.slept == [2.0, 4.0, 8.0]
     assert (client.requests, client.retries) == (4, 3)
 
@@ -159,9 +162,9 @@ def test_a_401_fetches_a_new_token_and_sends_the_request_once_more(
 ) -> None:
     api.pages = [(401, {})]
 
-    client, response = fetch_first_page(api)
+    client, page = fetch_first_page(api)
 
-    assert response.status_code == 200
+    assert [file["file_id"] for file in page.files] == ["a", "b"]
     assert [auth for _, _, auth in page_requests(api)] == [
         "Bearer token-1",
         "Bearer token-2",
@@ -182,9 +185,9 @@ def test_a_401_to_a_fresh_token_is_one_clear_error(api: FakeAPI) -> None:
 def test_a_failing_token_endpoint_is_retried_like_any_request(api: FakeAPI) -> None:
     api.tokens = [503, 500]
 
-    _, response = fetch_first_page(api)
+    _, page = fetch_first_page(api)
 
-    assert response.status_code == 200
+    assert [file["file_id"] for file in page.files] == ["a", "b"]
     assert api.clock.slept == [2.0, 4.0]
     assert [method for _, method, _ in api.seen] == ["POST", "POST", "POST", "GET"]
 

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -283,6 +284,9 @@ def test_state_goes_out_with_checkpoints_every_minute_covering_only_what_is_out(
         """A clock on which every look takes 20 s."""
 
         now = 0.0
+
+        def time(self) -> float:
+            return time.time() + self.now
 
         def monotonic(self) -> float:
             self.now += 20.0

@@ -7,7 +7,6 @@ relies on; fix `sdk_private.py` (or drop the use, if a public hook appeared).
 from __future__ import annotations
 
 import inspect
-import itertools
 import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -59,25 +58,41 @@ def test_the_log_lines_the_tap_quiets_are_still_the_sdks() -> None:
     assert '"Stream is assumed to be unsorted, progress is not resumable if "' in source
 
 
+def bookkeeping(stream: FilesStream) -> sdk_private.SdkBookkeeping:
+    return sdk_private.SdkBookkeeping(
+        stream,
+        None,
+        writer=stream.writer,
+        state_writer=stream.state_writer,
+        counters=(stream.get_http_request_counter(), None),
+    )
+
+
 def test_a_seeded_progress_bookmark_is_what_the_sdk_finalizes(
     sandbox: Sandbox, config: dict[str, Any]
 ) -> None:
+    for name in ("_increment_stream_state", "_finalize_state"):
+        assert hasattr(Stream, name), (
+            f"singer-sdk removed Stream.{name}: update sdk_private.SdkBookkeeping"
+        )
     stream = files_stream(config)
-    state = stream.get_context_state(None)
+    book = bookkeeping(stream)
 
-    sdk_private.advance_progress_bookmark(stream, None, "2024-01-01T00:00:00+00:00")
+    book.advance_bookmark("2024-01-01T00:00:00+00:00")
+    book.advance_bookmark("2023-01-01T00:00:00+00:00")
 
-    markers = state[sdk_private.PROGRESS_MARKERS]
+    markers = book.state[sdk_private.PROGRESS_MARKERS]
     assert markers["replication_key_value"] == "2024-01-01T00:00:00+00:00"
-    _state.finalize_state_progress_markers(state)
-    assert state["replication_key_value"] == "2024-01-01T00:00:00+00:00"
+    book.finalize()
+    assert book.state["replication_key_value"] == "2024-01-01T00:00:00+00:00"
+    assert sdk_private.PROGRESS_MARKERS not in book.state
 
 
 def test_the_sdk_still_syncs_records_in_the_method_the_tap_replaces() -> None:
     method = getattr(Stream, "_sync_records", None)
     assert method is not None, (
         "singer-sdk removed Stream._sync_records: "
-        "sdk_private.LeanRecordSync no longer replaces anything"
+        "sdk_private.OwnRecordLoop no longer replaces anything"
     )
     assert list(inspect.signature(method).parameters) == [
         "self",
@@ -87,8 +102,9 @@ def test_the_sdk_still_syncs_records_in_the_method_the_tap_replaces() -> None:
     assert "self._sync_records(context=context)" in inspect.getsource(Stream.sync), (
         "singer-sdk's Stream.sync no longer syncs records through _sync_records"
     )
-    assert "self._write_state_message()" in inspect.getsource(method), (
-        "singer-sdk's record loop no longer ends on Stream._write_state_message"
+    assert "self._write_starting_replication_value(" in inspect.getsource(method), (
+        "singer-sdk's record loop no longer notes the starting bookmark with "
+        "Stream._write_starting_replication_value: update sdk_private.record_loop"
     )
 
 
@@ -96,7 +112,7 @@ def test_the_lean_record_line_is_the_one_the_sdk_would_write(
     config: dict[str, Any],
 ) -> None:
     stream = files_stream(config)
-    sdk_private.set_table_version(stream, 1234)
+    bookkeeping(stream).stamp(1234)
     assert stream.records_go_out_as_they_are
 
     (sdk,) = Stream._generate_record_messages(stream, dict(RECORD))
@@ -150,69 +166,32 @@ def test_the_table_version_starts_unset_and_is_what_the_sdk_stamps(
 ) -> None:
     stream = files_stream(config)
 
-    assert sdk_private.table_version(stream) is None, (
+    (unstamped,) = Stream._generate_record_messages(stream, dict(RECORD))
+    assert unstamped.version is None, (
         "singer-sdk no longer starts Stream._stream_version at None"
     )
-    sdk_private.set_table_version(stream, 99)
+    bookkeeping(stream).stamp(99)
     (sdk,) = Stream._generate_record_messages(stream, dict(RECORD))
-    assert sdk.version == 99
+    assert sdk.version == 99, "singer-sdk no longer stamps Stream._stream_version"
 
 
-def test_activate_version_is_still_written_by_the_method_the_tap_calls(
-    config: dict[str, Any],
+@pytest.mark.parametrize(
+    ("stream_maps", "streams"),
+    [({}, ["files"]), ({"files": {"__alias__": "all_files"}}, ["all_files"])],
+)
+def test_activate_version_goes_out_under_each_name_the_stream_goes_by(
+    config: dict[str, Any], stream_maps: dict[str, Any], streams: list[str]
 ) -> None:
-    stream = files_stream(config)
+    stream = files_stream({**config, "stream_maps": stream_maps})
 
     with captured_stdout() as out:
-        sdk_private.write_activate_version(stream, 77)
+        bookkeeping(stream).activate(77)
         stream.writer.flush()
 
-    (message,) = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert message == {"type": "ACTIVATE_VERSION", "stream": "files", "version": 77}, (
-        "singer-sdk's Stream._write_activate_version_message changed"
-    )
-
-
-@pytest.mark.parametrize("bookmark", [None, "2020-01-01T00:00:00+00:00"])
-def test_record_chunks_leave_the_state_the_sdk_record_loop_leaves(
-    config: dict[str, Any], bookmark: str | None
-) -> None:
-    for name in (
-        "_sync_records",
-        "_write_starting_replication_value",
-        "_increment_stream_state",
-        "_finalize_state",
-    ):
-        assert hasattr(Stream, name), (
-            f"singer-sdk removed Stream.{name}: update sdk_private.record_chunks"
-        )
-
-    def sync(chunked: bool) -> tuple[list[list[dict[str, Any]]], TapState, bytes]:
-        state = state_at(bookmark) if bookmark else {}
-        tap = TapFileStore(config=config, state=state, parse_env_config=False)
-        stream = tap.streams["files"]
-        with captured_stdout() as out:
-            if chunked:
-                chunks = [
-                    list(c)
-                    for c in sdk_private.record_chunks(
-                        stream, None, itertools.repeat(100)
-                    )
-                ]
-            else:
-                loop = stream._sync_records(None, write_messages=False)
-                chunks = [list(loop)]
-        return chunks, tap.state, out.getvalue()
-
-    chunks, state, written = sync(chunked=True)
-    (records,), sdk_state, _ = sync(chunked=False)
-    assert [len(chunk) for chunk in chunks] == [100, 100, 50]
-    assert [r["file_id"] for c in chunks for r in c] == [r["file_id"] for r in records]
-    assert state == sdk_state, "record_chunks and the SDK's record loop differ"
-    assert state["bookmarks"]["files"]["replication_key_value"]
-    # (A fresh sync's ACTIVATE_VERSION is the tap's own, not the loop's.)
-    assert b'"RECORD"' not in written, "record_chunks wrote records"
-    assert b'"STATE"' not in written, "record_chunks wrote state"
+    messages = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert messages == [
+        {"type": "ACTIVATE_VERSION", "stream": name, "version": 77} for name in streams
+    ]
 
 
 def test_the_sdk_still_binds_signals_in_the_method_the_tap_replaces() -> None:

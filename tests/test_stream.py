@@ -141,7 +141,7 @@ def test_a_date_time_that_is_not_iso_8601_fails_naming_the_page(
     )
     sandbox.inject("malformed", body="bad_date", skip=1)
 
-    with pytest.raises(MalformedPageError, match=r"offset=100.*invalid value"):
+    with pytest.raises(MalformedPageError, match=r"offset 100 .*invalid value"):
         sync(config)
 
 
