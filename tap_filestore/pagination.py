@@ -149,8 +149,8 @@ class Listing:
     confirmed by one more request: only an empty page ends that listing.
 
     Offsets always grow, so an API that ignores or wraps `offset` would loop
-    forever: a page with the same files as an earlier one is an error instead
-    (`PageCycleCheck`).
+    forever: a page with the same files as an earlier one is an error instead,
+    before its records go out (`PageCycleCheck`).
     """
 
     def __init__(self, page_size: int, *, shifted: bool = False) -> None:
@@ -168,14 +168,7 @@ class Listing:
         self._last_total: int | None = None
 
     def seen(self, page: Page) -> None:
-        """Take in a page as it arrives, before its records go out."""
-        if page.total is not None:
-            self.shifted |= page.total < (self._last_total or 0)
-            self._last_total = page.total
-        self._last = page
-
-    def has_more(self, page: Page) -> bool:
-        """Whether pages follow `page`, once its records are out.
+        """Take in a page as it arrives, before its records go out.
 
         Raises:
             PaginationLoopError: If it holds the same files as an earlier page.
@@ -188,6 +181,13 @@ class Listing:
                 "never end."
             )
             raise PaginationLoopError(msg)
+        if page.total is not None:
+            self.shifted |= page.total < (self._last_total or 0)
+            self._last_total = page.total
+        self._last = page
+
+    def has_more(self, page: Page) -> bool:
+        """Whether pages follow `page`, once its records are out."""
         self._tell_page_size(page)
         total = self.known_total(page)
         if total is not None and page.end > total:
@@ -272,7 +272,7 @@ class PageCycleCheck:
 
     def __init__(self) -> None:
         """Start with nothing saved."""
-        self._first: tuple[int, int] | None = None
+        self._first: tuple[tuple[int, int], int] | None = None
         self._saved: tuple[int, int] | None = None
         self._saved_offset = 0
         self._span = 1
@@ -282,9 +282,9 @@ class PageCycleCheck:
         """Return the offset of an earlier page with the same files, if this is one."""
         fingerprint = (len(page.files), hash(tuple(f["file_id"] for f in page.files)))
         if self._first is None:
-            self._first = fingerprint
-        elif fingerprint == self._first:
-            return 0
+            self._first = (fingerprint, page.offset)
+        elif fingerprint == self._first[0]:
+            return self._first[1]
         if fingerprint == self._saved:
             return self._saved_offset
         self._steps += 1

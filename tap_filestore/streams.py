@@ -133,7 +133,9 @@ class FilesStream(OwnRecordLoop, RESTStream[int]):
                     clock=self.client.clock,
                 )
             finally:
-                # Records waiting in the writer go out, even if the sync failed.
+                # Whatever stopped the sync, no page is fetched ahead any more,
+                # and the records waiting in the writer go out.
+                self.client.close()
                 self.writer.flush()
 
     @override

@@ -269,10 +269,14 @@ class FilesSync:
             self._advance_bookmark()
         elif resume:
             state.pop(CHECKPOINT)
-        if SIGNPOST in state:
+        if self.settings.incremental:
+            # The bookmark's cap, whatever the SDK wrote (it writes none for
+            # a replication key the catalog does not call a date-time).
             state[SIGNPOST] = self.started
         if self.fresh_start:
-            self.version = version or int(now.timestamp() * 1000)
+            self.version = (
+                version if version is not None else int(now.timestamp() * 1000)
+            )
             self._book.stamp(self.version)
         return offset
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tracemalloc
 from typing import Any
@@ -11,7 +12,8 @@ import pytest
 from tap_filestore.errors import IncompleteListingError, PaginationLoopError
 from tap_filestore.pagination import Page, PageCycleCheck
 from tap_filestore.sandbox import Sandbox
-from tests.conftest import FAST_RETRIES, expected_records, sync
+from tap_filestore.tap import TapFileStore
+from tests.conftest import FAST_RETRIES, captured_stdout, expected_records, sync
 
 
 def offsets(sandbox: Sandbox) -> list[tuple[int, int]]:
@@ -80,6 +82,19 @@ def test_an_api_that_ignores_offset_is_an_error_not_a_hang(
     with pytest.raises(PaginationLoopError, match="ignores or wraps `offset`"):
         sync(config)
     assert len(sandbox.page_requests()) == 2
+
+
+def test_a_repeated_page_is_refused_before_its_records_go_out(
+    sandbox: Sandbox, config: dict[str, Any]
+) -> None:
+    sandbox.ignore_offset = True
+
+    with captured_stdout() as out, pytest.raises(PaginationLoopError):
+        TapFileStore(config=config, parse_env_config=False).sync_all()
+
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    ids = [line["record"]["file_id"] for line in lines if line["type"] == "RECORD"]
+    assert len(ids) == len(set(ids)) == 100  # the first page, once
 
 
 def test_a_total_smaller_than_the_data_does_not_cut_the_sync_short(
@@ -246,3 +261,11 @@ def test_fetching_ahead_never_asks_past_a_known_total() -> None:
 
     assert len(result.records) == 250
     assert sorted(requested) == [(0, 100), (100, 100), (200, 100)]
+
+
+def test_a_page_repeating_the_first_names_where_the_first_was() -> None:
+    check = PageCycleCheck()
+    first = Page(500, [{"file_id": "a"}, {"file_id": "b"}], None)
+
+    assert check.seen_before(first) is None
+    assert check.seen_before(Page(502, list(first.files), None)) == 500

@@ -10,13 +10,17 @@ import itertools
 import logging
 import re
 import time
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tap_filestore import prefetch
-from tap_filestore.errors import APIRequestError, RetriesExhaustedError
+from tap_filestore import batches, prefetch
+from tap_filestore.errors import APIRequestError, BatchWriteError, RetriesExhaustedError
 from tap_filestore.sandbox import Sandbox
 from tests.conftest import FAST_RETRIES, expected_records, sync
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: Seconds a page answer takes from a distant API.
 DISTANT = 0.01
@@ -125,6 +129,40 @@ def test_after_a_failure_pages_waiting_for_the_wire_are_not_sent() -> None:
         config = api.config(**{**FAST_RETRIES, "max_concurrent_requests": 16})
 
         with pytest.raises(APIRequestError, match="403"):
+            sync(config)
+        failed_at = time.monotonic()
+        time.sleep(3 * api.latency)  # time for stray requests to arrive
+
+        # Pages on the wire when it failed are answered; none goes after.
+        assert max(r.arrived for r in api.page_requests()) < failed_at + 0.05
+
+
+def test_after_a_batch_file_fails_no_page_fetched_ahead_is_sent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write = batches.RunFolder.write
+
+    def fail_on_the_second_file(
+        folder: batches.RunFolder, records: Any, extra: dict[str, Any]
+    ) -> batches.BatchFile | None:
+        if any(folder.path.iterdir()):
+            msg = "Cannot write batch files at the folder: disk full (injected)"
+            raise BatchWriteError(msg)
+        return write(folder, records, extra)
+
+    monkeypatch.setattr(batches.RunFolder, "write", fail_on_the_second_file)
+    with Sandbox(3000) as api:
+        api.latency = 0.3
+        batch_config = {
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "storage": {"root": str(tmp_path)},
+            "batch_size": 100,
+        }
+        config = api.config(
+            **{**FAST_RETRIES, "max_concurrent_requests": 16}, batch_config=batch_config
+        )
+
+        with pytest.raises(BatchWriteError, match="injected"):
             sync(config)
         failed_at = time.monotonic()
         time.sleep(3 * api.latency)  # time for stray requests to arrive

@@ -128,9 +128,13 @@ class Book:
         self.state.get("progress_markers", {}).clear()
 
     def finalize(self) -> None:
+        # As the SDK does: the greatest value seen, capped by the signpost.
         markers = self.state.pop("progress_markers", {})
+        signpost = self.state.pop("replication_key_signpost", None)
         if "replication_key_value" in markers:
             self.state.update(markers)
+            if signpost and self.state["replication_key_value"] > signpost:
+                self.state["replication_key_value"] = signpost
 
     def stamp(self, version: int) -> None:
         self.version = version
@@ -359,3 +363,16 @@ def test_a_sync_with_a_bookmark_never_activates_a_version() -> None:
 
     assert [kind for kind, _, _ in book.sent] == ["STATE"]
     assert book.version is None
+
+
+def test_a_file_modified_after_the_sync_began_never_becomes_the_bookmark() -> None:
+    listing = files(10)
+    listing[3]["modified_at"] = "2030-01-01T00:00:00.000000+00:00"  # the API's clock
+    api, book = FakeAPI(listing), Book()
+    sync = new_sync(api, book)
+
+    taken = run(sync, book)
+
+    assert len(taken) == 10
+    # Capped by the sync's start, so that the next sync reads it again.
+    assert book.sent[-1][1]["replication_key_value"] == sync.started
