@@ -184,15 +184,16 @@ class FilesStream(OwnRecordLoop, RESTStream[int]):
         """
         storage, encoding = batch_config.storage, batch_config.encoding
         state, clock = self.get_context_state(context), self.client.clock
+        now = clock.time()
         folder = open_run(
             storage.root,
             prefix=storage.prefix,
             compression=encoding.compression,
             loaded=state.get(BATCH_FOLDER),
-            now=clock.time(),
+            now=now,
         )
         state[BATCH_FOLDER] = folder.path.name
-        started_ms = round(clock.time() * 1000)
+        started_ms = round(now * 1000)
         with (
             record_loop(self, context) as counted,
             self._sync(context, counted, batching=True) as sync,

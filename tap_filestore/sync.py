@@ -160,8 +160,9 @@ class FilesSync:
         )
         self._request_at: RequestAt = lambda offset: page_request(offset, self.since)
         self.progress = SyncProgress(logger, "files", clock)
+        self._started_at = datetime.fromtimestamp(clock.time(), timezone.utc)
         #: When it started (its signpost; a resumed sync's first part's).
-        self.started = format_instant(self._now())
+        self.started = format_instant(self._started_at)
         #: The table version its RECORDs carry (a sync without a bookmark's).
         self.version: int | None = None
         #: The greatest `modified_at` emitted (both parts of a resumed sync).
@@ -257,7 +258,7 @@ class FilesSync:
         Returns:
             The offset to page from.
         """
-        now, state, offset, version = self._now(), self._book.state, 0, None
+        now, state, offset, version = self._started_at, self._book.state, 0, None
         resume = self._trusted_checkpoint(now)
         if resume and (found := self._find(resume)) is not None:
             offset, shifted = found
@@ -405,9 +406,6 @@ class FilesSync:
                 "carry (a lone surrogate escape): replaced with U+FFFD",
                 page.replaced_text_in,
             )
-
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock.time(), timezone.utc)
 
 
 def modified_since(
